@@ -1,0 +1,69 @@
+"""The `paramgen` command: one subcommand per module in `paramgen.commands`.
+
+Each command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
+Modules are imported only when their command runs, so `paramgen --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "collect": "paramgen.commands.collect",
+    "train": "paramgen.commands.train",
+    "sample": "paramgen.commands.sample",
+    "eval": "paramgen.commands.eval",
+    "generate": "paramgen.commands.generate",
+    "demo": "paramgen.commands.demo",
+}
+
+SUMMARIES = {
+    "collect": "train a model and save checkpoints along the way (single task, runs, task grids)",
+    "train": "fit a parameter generator (RPG or p-diff) on a checkpoint collection",
+    "sample": "sample new models from a trained generator",
+    "eval": "evaluate sampled models against the training checkpoints and write a report",
+    "generate": "generate a model for a task given as bits or a plain-English prompt",
+    "demo": "the whole pipeline on digits in a few minutes: collect, train, sample, evaluate",
+}
+
+
+def _load(name: str):
+    return importlib.import_module(COMMANDS[name])
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paramgen",
+        description="Learn the distribution of trained network parameters and sample new networks.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        p = sub.add_parser(name, help=SUMMARIES[name], description=SUMMARIES[name])
+        if name == only:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"paramgen {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"paramgen {args.command}: interrupted; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
