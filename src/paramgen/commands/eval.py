@@ -1,0 +1,97 @@
+"""`paramgen eval`: score sampled models against their training checkpoints and write a report."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+HELP = "evaluate sampled models against the training checkpoints and write a report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from paramgen.evaluation.analysis import DEFAULT_NOISE_SCALES
+
+    parser.add_argument("--samples", required=True, metavar="DIR",
+                        help="folder of sampled models, one .safetensors state dict per model")
+    parser.add_argument("--ckpts", required=True, metavar="DIR",
+                        help="the CheckpointSet folder the generator was trained on (its "
+                             "manifest says which architecture and dataset to rebuild)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="where to write report.md, report.json and the plots "
+                             "(default: SAMPLES/report)")
+    parser.add_argument("--data", metavar="NAME", default=None,
+                        help="evaluate on this dataset instead of the one in the manifest")
+    parser.add_argument("--task", metavar="BITS", default=None,
+                        help="binary task as one bit per class (e.g. 0101010101): relabels the "
+                             "test set and, in a task grid, compares with that task's "
+                             "checkpoints only")
+    parser.add_argument("--noise-scales", metavar="S", type=float, nargs="*",
+                        default=list(DEFAULT_NOISE_SCALES),
+                        help="relative noise levels of the noise-added baseline (noise std = S x "
+                             "each tensor's std); give none to skip the baseline "
+                             f"(default: {' '.join(f'{s:g}' for s in DEFAULT_NOISE_SCALES)})")
+    parser.add_argument("--noise-per-scale", metavar="N", type=int, default=10,
+                        help="noise-added copies per scale, from evenly spaced originals "
+                             "(default: 10; 0 = one per original)")
+    parser.add_argument("--finetune-epochs", metavar="K", type=int, default=0,
+                        help="also fine-tune the best generated model and a random "
+                             "initialisation for K epochs and report the test metric per epoch "
+                             "(default: 0 = skip)")
+    parser.add_argument("--finetune-lr", metavar="LR", type=float, default=1e-3,
+                        help="learning rate of that fine-tuning (AdamW; default: 1e-3)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the noise baseline and fine-tuning (default: 0)")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="write report.md and report.json only, no PNG plots")
+
+
+def run(args: argparse.Namespace) -> int:
+    from paramgen.evaluation.finetune import finetune_curves
+    from paramgen.evaluation.report import evaluate, write_report
+
+    samples, ckpts = Path(args.samples), Path(args.ckpts)
+    for what, path in (("samples", samples), ("checkpoint", ckpts)):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{what} folder {path} does not exist"
+                                    if not path.exists() else f"{what} path {path} is not a folder")
+    if args.noise_per_scale < 0:
+        raise ValueError(f"--noise-per-scale {args.noise_per_scale}: expected >= 0")
+    if any(not math.isfinite(s) or s < 0 for s in args.noise_scales):
+        raise ValueError(f"--noise-scales {args.noise_scales}: every scale must be a finite "
+                         "number >= 0")
+    if args.finetune_epochs < 0:
+        raise ValueError(f"--finetune-epochs {args.finetune_epochs}: expected >= 0")
+    out = Path(args.out) if args.out else samples / "report"
+
+    report = evaluate(samples, ckpts, data=args.data, task=args.task,
+                      noise_scales=args.noise_scales, noise_per_scale=args.noise_per_scale or None,
+                      seed=args.seed)
+    if args.finetune_epochs:
+        from safetensors.torch import load_file
+
+        best = max(range(len(report.generated_scores)), key=report.generated_scores.__getitem__)
+        name = report.generated_names[best]
+        report.finetune = finetune_curves(
+            {f"generated ({name})": load_file(str(samples / name)), "random init": None},
+            report.info, data=args.data, task=report.task, epochs=args.finetune_epochs,
+            lr=args.finetune_lr, seed=args.seed, metric=report.metric)
+    written = write_report(report, out, plots=not args.no_plots)
+
+    print(report.table().text())
+    print()
+    sims = report.similarity_table()
+    print(f"mean max-similarity: original {sims.rows[0][1]}, generated {sims.rows[1][1]} "
+          "(IoU of wrong predictions; lower = more novel)")
+    if report.nonfinite:
+        print(f"warning: {len(report.nonfinite)} generated model(s) hold NaN/inf values: "
+              + ", ".join(report.nonfinite))
+    if report.noise is not None:
+        print()
+        print(report.noise.table(report.metric).text())
+    if report.finetune is not None:
+        print()
+        print(report.finetune.table().text())
+    print()
+    print(f"report: {written['markdown']}")
+    return 0

@@ -1,0 +1,27 @@
+"""Named RPG settings, as data. The four paper presets follow RPG Table 11/12; ``cpu`` is ours.
+
+The paper presets keep the paper's architecture sizes and training recipe (AdamW, lr 3e-5, or
+1e-5 for large, 80k/120k steps). ``cpu`` is sized so that a collection of a small model trains to
+parity in minutes on a 2-core CPU; docs/architecture.md says how it was chosen.
+"""
+
+from __future__ import annotations
+
+_PAPER_RECIPE = dict(lr=3e-5, weight_decay=1e-5, batch_size=16, diffusion_batch=1024,
+                     steps=80_000, num_train_timesteps=1000, beta_start=1e-4, beta_end=2e-2,
+                     kernel_size=7, num_layers=2, d_conv=4, expand=2, backbone="mamba")
+
+RPG_PRESETS: dict[str, dict] = {
+    "tiny": dict(_PAPER_RECIPE, token_size=256, d_model=(256, 256), d_state=32,
+                 denoiser_channels=(1, 32, 64, 128), sampler="ddpm"),
+    "small": dict(_PAPER_RECIPE, token_size=4096, d_model=(4096, 4096), d_state=128,
+                  denoiser_channels=(1, 32, 64, 128), sampler="ddpm"),
+    "base": dict(_PAPER_RECIPE, token_size=8192, d_model=(8192, 8192), d_state=128,
+                 denoiser_channels=(1, 32, 64, 128), sampler="ddpm"),
+    "large": dict(_PAPER_RECIPE, token_size=16384, d_model=(12288, 16384), d_state=128,
+                  denoiser_channels=(1, 64, 96), sampler="ddim", sampling_steps=60,
+                  lr=1e-5, batch_size=8, diffusion_batch=512, steps=120_000),
+    "cpu": dict(_PAPER_RECIPE, token_size=256, d_model=(256, 256), d_state=32,
+                denoiser_channels=(1, 32, 64, 128), sampler="ddim", sampling_steps=60,
+                lr=1e-3, steps=2000),
+}
