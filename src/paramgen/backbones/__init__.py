@@ -54,10 +54,10 @@ def list_backbones() -> list[str]:
     return list(BACKBONES)
 
 
-def build(kind: str = "mamba", d_in: int = 256, d_model: int | Sequence[int] = 256,
-          d_out: int = 256, num_layers: int = 2, d_state: int = 32, d_conv: int = 4,
-          expand: int = 2, *, seed: int | None = None, **kw: Any) -> Backbone:
-    """Build a backbone by name.
+def build(kind: str, d_in: int, d_model: int | Sequence[int], d_out: int, num_layers: int = 2,
+          d_state: int = 32, d_conv: int = 4, expand: int = 2, *, seed: int | None = None,
+          **kw: Any) -> Backbone:
+    """Build a backbone by name (``"mamba"`` is RPG's default).
 
     ``d_model`` is one width for every layer or one per layer (e.g. ``(12288, 16384)``).
     ``seed`` initialises the parameters from that seed without touching the global RNG.

@@ -15,8 +15,8 @@ Three implementations, all exact up to float rounding:
 * :func:`selective_scan_chunked` - the default. The decays and inputs are materialised one chunk
   of time steps at a time (sized to stay in cache), the recurrence runs as one fused in-place
   ``addcmul`` per step, and a hand-written backward runs the adjoint recurrence in reverse,
-  recomputing each chunk's states from a checkpoint instead of storing them. No autograd graph
-  grows with L, and memory is O(chunk), not O(L), in ``batch * D * N``.
+  recomputing each chunk's states from the state saved at its start instead of storing them.
+  No autograd graph grows with L, and nothing of size L * batch * D * N is ever held.
 * :func:`selective_scan_parallel` - a log-depth (Hillis-Steele) scan over the whole length with
   plain autograd. Few Python steps, but O(L log L) work and memory; kept for comparison.
 
@@ -72,7 +72,7 @@ def _check(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor
 
 def ssm_step(h: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
              ) -> tuple[Tensor, Tensor]:
-    """One recurrence step: ``h`` [b, D, N], ``u, delta`` [b, D], ``B, C`` [b, N] -> (h, y [b, D])."""
+    """One step: ``h`` [b, D, N]; ``u, delta`` [b, D]; ``B, C`` [b, N] -> (h, y [b, D])."""
     decay = torch.exp(delta.unsqueeze(-1) * A)
     h = decay * h + (delta * u).unsqueeze(-1) * B.unsqueeze(1)
     y = (h * C.unsqueeze(1)).sum(-1)

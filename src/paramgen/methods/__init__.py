@@ -14,5 +14,9 @@ from paramgen.methods.rpg import RPG, RPGConfig  # noqa: E402
 
 register(RPG)
 
-__all__ = ["Generator", "METHODS", "RPG", "RPGConfig", "load_generator", "read_config",
-           "register"]
+from paramgen.methods.pdiff import PDiff, PDiffConfig  # noqa: E402
+
+register(PDiff)
+
+__all__ = ["Generator", "METHODS", "PDiff", "PDiffConfig", "RPG", "RPGConfig", "load_generator",
+           "read_config", "register"]

@@ -271,6 +271,9 @@ class RPG(Generator):
         net = self.network.to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(seed)
+        # Noise and timesteps come from their own generator on the training device, so a resumed
+        # run draws exactly what an uninterrupted one would.
+        noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
 
         start = 0
         state_path = Path(workdir) / "train_state.pt" if workdir is not None else None
@@ -283,6 +286,7 @@ class RPG(Generator):
             net.load_state_dict(saved["network"])
             opt.load_state_dict(saved["optimizer"])
             gen.set_state(saved["rng"])
+            noise_gen.set_state(saved["noise_rng"])
             start = int(saved["step"])
             self.history = list(saved.get("history", []))
 
@@ -309,7 +313,7 @@ class RPG(Generator):
             with self._autocast(device):
                 protos = net.prototypes(st, cd, b).reshape(b * L, T)[picked.to(device)]
                 loss = diffusion_loss(lambda xt, t: net.denoiser(xt, t, protos), x0, m,
-                                      self.schedule, cfg.prediction, generator=None)
+                                      self.schedule, cfg.prediction, generator=noise_gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -328,7 +332,8 @@ class RPG(Generator):
                 io.save_torch(state_path, {
                     "fingerprint": fingerprint, "config": cfg.to_dict(), "step": done,
                     "network": net.state_dict(), "optimizer": opt.state_dict(),
-                    "rng": gen.get_state(), "history": self.history})
+                    "rng": gen.get_state(), "noise_rng": noise_gen.get_state(),
+                    "history": self.history})
         bar.close()
         self.train_seconds = time.time() - t0
         net.eval()
@@ -404,7 +409,7 @@ class RPG(Generator):
             noise = torch.randn(p.shape, generator=gen, device=device)
             with self._autocast(device):
                 x = run_sampler(lambda xt, t: net.denoiser(xt, t, p), noise, self.schedule,
-                                sampler, steps if sampler == "ddim" else None, cfg.prediction,
+                                sampler, steps, cfg.prediction,
                                 generator=gen)
             out[start:start + chunk] = x.float().cpu()
             bar.update(p.shape[0])

@@ -1,0 +1,163 @@
+"""RPG generator: API contract, files, conditions, resume, determinism (tiny sizes, seconds)."""
+
+import json
+
+import pytest
+import torch
+
+from paramgen import CheckpointSet
+from paramgen.methods import RPG, RPGConfig, load_generator
+
+TINY = dict(token_size=16, d_model=(32, 32), d_state=4, denoiser_channels=(1, 8, 16),
+            num_train_timesteps=50, batch_size=4, diffusion_batch=32, lr=1e-3, steps=5,
+            sampler="ddim", sampling_steps=5, save_every=3, partial_batch=7)
+
+
+def make_sds(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = {"fc.weight": torch.randn(5, 7, generator=g), "fc.bias": torch.randn(5, generator=g),
+            "bn.running_var": torch.rand(5, generator=g) + 0.5,
+            "bn.num_batches_tracked": torch.tensor(9),
+            "half": torch.randn(3, 3, generator=g).to(torch.float16)}
+    sds = []
+    for _ in range(n):
+        sd = {k: (v + 0.01 * torch.randn(v.shape, generator=g).to(v.dtype)
+                  if v.is_floating_point() else v.clone()) for k, v in base.items()}
+        sd["bn.running_var"] = sd["bn.running_var"].abs()
+        sds.append(sd)
+    return sds
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    ckpts = CheckpointSet.from_state_dicts(make_sds())
+    return RPG(config=RPGConfig(**TINY), backbone="lstm").fit(ckpts, progress=False), ckpts
+
+
+def test_samples_have_exact_keys_shapes_dtypes(fitted):
+    gen, ckpts = fitted
+    for mode in ("sequential", "partial", "full"):
+        out = gen.sample(3, mode=mode, seed=1)
+        assert len(out) == 3
+        for sd in out:
+            assert list(sd) == list(ckpts[0])
+            for k, v in sd.items():
+                assert v.shape == ckpts[0][k].shape and v.dtype == ckpts[0][k].dtype, k
+                assert torch.isfinite(v.float()).all()
+            assert torch.equal(sd["bn.num_batches_tracked"], torch.tensor(9))
+            assert (sd["bn.running_var"] > 0).all()
+
+
+def test_sampling_is_seeded(fitted):
+    gen, _ = fitted
+    a, b, c = gen.sample(2, seed=3), gen.sample(2, seed=3), gen.sample(2, seed=4)
+    assert all(torch.equal(x["fc.weight"], y["fc.weight"]) for x, y in zip(a, b))
+    assert not torch.equal(a[0]["fc.weight"], c[0]["fc.weight"])
+
+
+def test_ddpm_sampler_and_state_choice(fitted):
+    gen, _ = fitted
+    out = gen.sample(1, sampler="ddpm", state=2)
+    assert out[0]["fc.weight"].shape == (5, 7)
+    with pytest.raises(ValueError, match="permutation state"):
+        gen.sample(1, state=99)
+    with pytest.raises(ValueError, match="mode"):
+        gen.sample(1, mode="fast")
+    with pytest.raises(ValueError, match="steps"):
+        gen.sample(1, sampler="ddpm", steps=10)
+
+
+def test_condition_given_to_unconditioned_generator_is_an_error(fitted):
+    gen, _ = fitted
+    with pytest.raises(ValueError, match="without conditions"):
+        gen.sample(1, condition=[1.0, 0.0])
+
+
+def test_save_and_load_give_identical_samples(fitted, tmp_path):
+    gen, _ = fitted
+    gen.save_pretrained(tmp_path / "g")
+    cfg = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert cfg["method"] == "rpg" and cfg["config"]["token_size"] == 16
+    assert (tmp_path / "g" / "model.safetensors").is_file()
+    again = RPG.from_pretrained(tmp_path / "g")
+    also = load_generator(tmp_path / "g")
+    a, b, c = gen.sample(2, seed=5), again.sample(2, seed=5), also.sample(2, seed=5)
+    for x, y, z in zip(a, b, c):
+        for k in x:
+            assert torch.equal(x[k], y[k]) and torch.equal(x[k], z[k]), k
+
+
+def test_conditioned_generator_validates_condition_size():
+    sds = make_sds(4)
+    conds = [[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]]
+    ckpts = CheckpointSet.from_state_dicts(sds, conditions=conds)
+    gen = RPG(config=RPGConfig(**TINY), backbone="lstm").fit(ckpts, progress=False)
+    assert len(gen.sample(2, condition=[1, 0, 0])) == 2
+    assert len(gen.sample(1, condition="101")) == 1
+    with pytest.raises(ValueError, match="size 3"):
+        gen.sample(1, condition=[1, 0])
+    with pytest.raises(ValueError, match="trained with conditions"):
+        gen.sample(1)
+
+
+def test_fit_is_deterministic_and_resumes_from_its_last_save(tmp_path):
+    ckpts = CheckpointSet.from_state_dicts(make_sds())
+    cfg = RPGConfig(**dict(TINY, steps=7))
+    full = RPG(config=cfg, backbone="lstm").fit(ckpts, progress=False, seed=1)
+    again = RPG(config=cfg, backbone="lstm").fit(ckpts, progress=False, seed=1)
+    ref = full.network.state_dict()
+    assert all(torch.equal(v, again.network.state_dict()[k]) for k, v in ref.items())
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(step, loss):
+        if step == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        RPG(config=cfg, backbone="lstm").fit(ckpts, progress=False, seed=1,
+                                             workdir=tmp_path, callback=interrupt)
+    saved = torch.load(tmp_path / "train_state.pt", weights_only=False)
+    assert saved["step"] == 3  # save_every=3
+    resumed = RPG(config=cfg, backbone="lstm").fit(ckpts, progress=False, seed=1,
+                                                   workdir=tmp_path)
+    for k, v in ref.items():
+        assert torch.allclose(v, resumed.network.state_dict()[k], atol=1e-6), k
+
+
+def test_resume_refuses_other_data(tmp_path):
+    cfg = RPGConfig(**TINY)
+    RPG(config=cfg, backbone="lstm").fit(CheckpointSet.from_state_dicts(make_sds()),
+                                         progress=False, workdir=tmp_path)
+    with pytest.raises(ValueError, match="other data"):
+        RPG(config=cfg, backbone="lstm").fit(CheckpointSet.from_state_dicts(make_sds(seed=1)),
+                                             progress=False, workdir=tmp_path)
+
+
+@pytest.mark.parametrize("override", [
+    dict(backbone="none"), dict(backbone="transformer"), dict(backbone="mamba"),
+    dict(position_embedding="1d"), dict(position_embedding="learnable"),
+    dict(tokenization="flat"), dict(tokenization="channel"), dict(permutation_state="none"),
+    dict(permutation_state="run"), dict(prediction="sample"), dict(token_size=5),
+])
+def test_ablations_are_configuration(override):
+    ckpts = CheckpointSet.from_state_dicts(make_sds(4), runs=[0, 0, 1, 1])
+    gen = RPG(config=RPGConfig(**dict(TINY, steps=2, **override)))
+    gen.fit(ckpts, progress=False)
+    out = gen.sample(1)
+    assert out[0]["fc.weight"].shape == (5, 7)
+
+
+def test_presets_and_bad_config():
+    assert RPGConfig.from_preset("tiny").token_size == 256
+    assert RPGConfig.from_preset("large").d_model == (12288, 16384)
+    with pytest.raises(ValueError, match="unknown RPG preset"):
+        RPG(preset="huge")
+    with pytest.raises(ValueError, match="backbone"):
+        RPG(config=RPGConfig(**TINY), backbone="gru").fit(
+            CheckpointSet.from_state_dicts(make_sds(2)), progress=False)
+    with pytest.raises(ValueError, match="sampling_mode"):
+        RPGConfig(sampling_mode="fast")
+    with pytest.raises(ValueError, match="empty"):
+        RPG(config=RPGConfig(**TINY)).fit([], progress=False)

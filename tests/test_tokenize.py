@@ -1,0 +1,116 @@
+"""Tokenizer: exact round trip over random layouts, masks, positions, copied buffers."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paramgen.tokenize import MODES, Tokenizer
+
+FLOAT_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+TOL = {torch.float32: 1e-5, torch.float64: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-1}
+
+
+@st.composite
+def collections(draw):
+    n_keys = draw(st.integers(1, 5))
+    shapes = [tuple(draw(st.lists(st.integers(1, 7), min_size=1, max_size=3)))
+              for _ in range(n_keys)]
+    dtypes = [draw(st.sampled_from(FLOAT_DTYPES)) for _ in range(n_keys)]
+    n_ckpts = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 10_000))
+    g = torch.Generator().manual_seed(seed)
+    sds = []
+    for _ in range(n_ckpts):
+        sd = {}
+        for i, (shape, dt) in enumerate(zip(shapes, dtypes)):
+            scale = 10 ** draw(st.integers(-3, 2))
+            sd[f"layer{i}.weight"] = (torch.randn(shape, generator=g) * scale + i).to(dt)
+        sd["bn.running_var"] = torch.rand(3, generator=g) + 0.01
+        sd["bn.num_batches_tracked"] = torch.tensor(17)
+        sds.append(sd)
+    return sds
+
+
+@settings(max_examples=60, deadline=None)
+@given(sds=collections(), token_size=st.integers(1, 40), mode=st.sampled_from(MODES))
+def test_round_trip_is_exact_for_every_key_shape_and_dtype(sds, token_size, mode):
+    tk = Tokenizer.fit(sds, token_size=token_size, mode=mode)
+    for sd in sds:
+        tokens = tk.tokenize(sd)
+        assert tokens.shape == (tk.num_tokens, token_size)
+        assert torch.all(tokens[~tk.mask] == 0)
+        back = tk.detokenize(tokens)
+        assert list(back) == list(sd)
+        for key, value in sd.items():
+            assert back[key].dtype == value.dtype, key
+            assert back[key].shape == value.shape, key
+            if value.is_floating_point():
+                ref = value.double()
+                err = (back[key].double() - ref).abs().max().item()
+                assert err <= TOL[value.dtype] * max(1.0, ref.abs().max().item()), (key, err)
+            else:
+                assert torch.equal(back[key], value)
+
+
+def test_integer_buffers_and_scalars_are_copied_not_generated():
+    sds = [{"w": torch.randn(5), "n": torch.tensor(3), "s": torch.tensor(0.5)} for _ in range(2)]
+    tk = Tokenizer.fit(sds, token_size=4)
+    assert tk.generated_keys == ["w"]
+    assert set(tk.copied) == {"n", "s"}
+    assert tk.num_tokens == 2
+
+
+def test_padding_mask_and_positions_in_layer_mode():
+    sds = [{"a": torch.randn(10), "b": torch.randn(3, 2)}]
+    tk = Tokenizer.fit(sds, token_size=4)
+    # a: 10 values -> 3 tokens (last has 2 real values); b: 6 values -> 2 tokens.
+    assert tk.positions.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]]
+    assert tk.mask.sum(1).tolist() == [4, 4, 2, 4, 2]
+
+
+def test_channel_mode_never_spans_channels():
+    sds = [{"w": torch.randn(3, 5)}]
+    tk = Tokenizer.fit(sds, token_size=4, mode="channel")
+    assert tk.num_tokens == 6
+    assert tk.mask.sum(1).tolist() == [4, 1] * 3
+
+
+def test_normalisation_uses_collection_statistics_and_log_for_running_var():
+    sds = [{"w": torch.full((4,), float(i)), "bn.running_var": torch.full((2,), 10.0 ** i)}
+           for i in range(3)]
+    tk = Tokenizer.fit(sds, token_size=8)
+    w, rv = tk.layers
+    assert w.mean == pytest.approx(1.0) and w.std == pytest.approx(math.sqrt(2 / 3))
+    assert rv.log_transform and rv.mean == pytest.approx(math.log(10))
+    flat = torch.cat([tk.flatten(sd) for sd in sds])
+    assert flat.mean().abs() < 1e-5
+
+
+def test_constant_layer_does_not_divide_by_zero():
+    sds = [{"w": torch.ones(4), "v": torch.randn(4)} for _ in range(3)]
+    tk = Tokenizer.fit(sds, token_size=4)
+    back = tk.detokenize(tk.tokenize(sds[0]))
+    assert torch.equal(back["w"], torch.ones(4))
+
+
+def test_errors_name_the_key():
+    tk = Tokenizer.fit([{"w": torch.randn(4)}], token_size=4)
+    with pytest.raises(KeyError, match="'w'"):
+        tk.tokenize({"x": torch.randn(4)})
+    with pytest.raises(ValueError, match="'w'.*shape"):
+        tk.tokenize({"w": torch.randn(5)})
+    with pytest.raises(ValueError, match="empty"):
+        Tokenizer.fit([], token_size=4)
+    with pytest.raises(ValueError, match="mode"):
+        Tokenizer.fit([{"w": torch.randn(4)}], mode="rows")
+
+
+def test_config_round_trip():
+    sds = [{"w": torch.randn(6, 3), "n": torch.tensor(2)} for _ in range(2)]
+    tk = Tokenizer.fit(sds, token_size=5, mode="channel")
+    tk2 = Tokenizer.from_config(tk.to_config(), tk.copied_tensors())
+    assert torch.equal(tk2.tokenize(sds[1]), tk.tokenize(sds[1]))
+    assert torch.equal(tk2.positions, tk.positions)
