@@ -61,6 +61,9 @@ class RPGConfig:
     beta_start: float = 1e-4
     beta_end: float = 2e-2
     prediction: str = "epsilon"            # epsilon | sample
+    # With sample prediction, the prototype itself is the first guess of the clean token and the
+    # denoiser learns a correction (added to its last feature map, the output).
+    prototype_skip: bool = False
     sampler: str = "ddpm"                  # ddpm | ddim
     sampling_steps: int | None = None      # None: all timesteps (ddpm)
     sampling_mode: str = "partial"         # sequential | partial | full
@@ -93,6 +96,9 @@ class RPGConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RPGConfig.{name} must be one of {allowed}, "
                                  f"got {getattr(self, name)!r}")
+        if self.prototype_skip and self.prediction != "sample":
+            raise ValueError("RPGConfig.prototype_skip needs prediction='sample': the prototype "
+                             "is a guess of the clean token, not of the noise")
         for name in ("token_size", "steps", "batch_size", "diffusion_batch", "partial_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"RPGConfig.{name} must be a positive integer, "
@@ -127,6 +133,7 @@ class RPGNetwork(nn.Module):
                  condition_dim: int | None):
         super().__init__()
         dim = config.d_model[0]
+        self.prototype_skip = config.prototype_skip
         self.position = PositionEmbedding(positions, dim, config.position_embedding)
         self.states = nn.Embedding(num_states, dim) if num_states > 0 else None
         if self.states is not None:
@@ -138,6 +145,10 @@ class RPGNetwork(nn.Module):
             expand=config.expand)
         self.denoiser = Denoiser1D(config.token_size, config.denoiser_channels,
                                    config.kernel_size, cond_dim=config.token_size)
+
+    def denoise(self, x_t: Tensor, t: Tensor, prototypes: Tensor) -> Tensor:
+        out = self.denoiser(x_t, t, prototypes)
+        return out + prototypes if self.prototype_skip else out
 
     def backbone_input(self, states: Tensor | None, conditions: Tensor | None,
                        batch: int) -> Tensor:
@@ -195,6 +206,8 @@ class RPG(Generator):
         self._num_states = 0
         self._state_runs: list[int] = []
         self.history: list[dict] = []
+        # What the training collection was (arch, data, ...), so samples can be evaluated later.
+        self.collection_info: dict = {}
 
     # ------------------------------------------------------------------ setup
     def _state_kind_for(self, conditioned: bool) -> str:
@@ -247,6 +260,7 @@ class RPG(Generator):
         if n == 0:
             raise ValueError("cannot fit RPG on an empty checkpoint collection")
         conditions = getattr(ckpts, "conditions", None)
+        self.collection_info = dict(getattr(ckpts, "info", None) or {})
         runs = list(getattr(ckpts, "runs", [0] * n))
         device = self.device
 
@@ -312,7 +326,7 @@ class RPG(Generator):
             m = mask.repeat(b, 1)[picked.to(device)]
             with self._autocast(device):
                 protos = net.prototypes(st, cd, b).reshape(b * L, T)[picked.to(device)]
-                loss = diffusion_loss(lambda xt, t: net.denoiser(xt, t, protos), x0, m,
+                loss = diffusion_loss(lambda xt, t: net.denoise(xt, t, protos), x0, m,
                                       self.schedule, cfg.prediction, generator=noise_gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -408,7 +422,7 @@ class RPG(Generator):
             p = flat_protos[start:start + chunk].to(device)
             noise = torch.randn(p.shape, generator=gen, device=device)
             with self._autocast(device):
-                x = run_sampler(lambda xt, t: net.denoiser(xt, t, p), noise, self.schedule,
+                x = run_sampler(lambda xt, t: net.denoise(xt, t, p), noise, self.schedule,
                                 sampler, steps, cfg.prediction,
                                 generator=gen)
             out[start:start + chunk] = x.float().cpu()
@@ -429,6 +443,7 @@ class RPG(Generator):
             "condition_dim": self._condition_dim, "num_states": self._num_states,
             "permutation_state": self._state_kind, "state_runs": self._state_runs,
             "tokenizer": self.tokenizer.to_config(),
+            "collection_info": self.collection_info,
         }
         tensors = {f"network.{k}": v for k, v in self.network.state_dict().items()}
         tensors.update(self.tokenizer.copied_tensors())
@@ -449,6 +464,7 @@ class RPG(Generator):
         tokenizer = Tokenizer.from_config(config["tokenizer"], tensors)
         gen._state_kind = config["permutation_state"]
         gen._state_runs = config.get("state_runs", [])
+        gen.collection_info = dict(config.get("collection_info") or {})
         gen._build(tokenizer, int(config["num_states"]), config["condition_dim"])
         net_sd = {k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")}
         missing, unexpected = gen.network.load_state_dict(net_sd, strict=False)

@@ -1,0 +1,110 @@
+"""`paramgen train`: fit a generator on a CheckpointSet and save it with save_pretrained."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "fit a parameter generator (RPG or p-diff) on a checkpoint collection"
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpts", required=True, metavar="DIR",
+                        help="CheckpointSet folder (manifest.json + .safetensors), e.g. from "
+                             "`paramgen collect`")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="where to save the generator (config.json + model.safetensors)")
+    parser.add_argument("--method", default="rpg", choices=["rpg", "pdiff"],
+                        help="generator: rpg (recurrent diffusion) or pdiff (autoencoder + latent "
+                             "diffusion) (default: %(default)s)")
+    parser.add_argument("--preset", default="cpu",
+                        help="named settings: rpg: cpu, tiny, small, base, large; pdiff: cpu, "
+                             "paper (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set backbone=lstm "
+                             "--set token_size=128 (repeatable; values parsed as JSON)")
+    parser.add_argument("--condition-from", choices=["none", "manifest"], default="none",
+                        help="'manifest': condition the generator on each checkpoint's condition "
+                             "(task bits) from the manifest (default: %(default)s)")
+    parser.add_argument("--holdout", type=float, default=0.1,
+                        help="with --condition-from manifest: fraction of tasks held out as "
+                             "unseen (never trained on), recorded in OUT/split.json "
+                             "(default: %(default)s)")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="seed of the seen/unseen task split (default: %(default)s)")
+    parser.add_argument("--workdir", default=None, metavar="DIR",
+                        help="where training state is saved for resume (default: OUT/.train); "
+                             "run the same command again to continue after an interruption")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def split_tasks(tasks: list[str], holdout: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded seen/unseen split of distinct task strings (at least one of each when possible)."""
+    import torch
+
+    if not 0 <= holdout < 1:
+        raise ValueError(f"--holdout must be in [0, 1), got {holdout}")
+    distinct = sorted(set(tasks))
+    order = torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_unseen = round(holdout * len(distinct))
+    if holdout > 0 and len(distinct) > 1:
+        n_unseen = min(max(n_unseen, 1), len(distinct) - 1)
+    unseen = sorted(distinct[i] for i in order[:n_unseen])
+    seen = sorted(distinct[i] for i in order[n_unseen:])
+    return seen, unseen
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from paramgen import io
+    from paramgen.checkpoints import CheckpointSet
+    from paramgen.methods import METHODS
+
+    ckpts = CheckpointSet.load(args.ckpts)
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = _parse_value(value)
+    out = Path(args.out)
+    split = None
+    if args.condition_from == "manifest":
+        if ckpts.conditions is None:
+            raise ValueError(f"{args.ckpts}/manifest.json has no conditions: collect a task grid "
+                             "(`paramgen collect --tasks ...`) or drop --condition-from")
+        tasks = [str(ckpts.provenance(i).get("task") or
+                     "".join(str(int(v)) for v in ckpts.condition(i).tolist()))
+                 for i in range(len(ckpts))]
+        seen, unseen = split_tasks(tasks, args.holdout, args.split_seed)
+        keep = [i for i, t in enumerate(tasks) if t in set(seen)]
+        split = {"seen": seen, "unseen": unseen, "holdout": args.holdout,
+                 "split_seed": args.split_seed}
+        print(f"tasks: {len(seen)} seen (trained on), {len(unseen)} unseen (held out)")
+        ckpts = ckpts.subset(keep)
+    elif ckpts.conditions is not None:
+        ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
+                                               info=ckpts.info)
+    cls = METHODS[args.method]
+    gen = cls(preset=args.preset, **overrides)
+    t0 = time.time()
+    gen.fit(ckpts, steps=args.steps, seed=args.seed,
+            workdir=args.workdir or out / ".train", progress=not args.quiet)
+    gen.save_pretrained(out)
+    if split is not None:
+        io.write_json(out / "split.json", split)
+    print(f"trained {args.method} ({args.preset}) on {len(ckpts)} checkpoints in "
+          f"{time.time() - t0:.0f} s -> {out}")
+    return 0
