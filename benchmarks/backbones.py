@@ -7,6 +7,9 @@ Columns: train step (forward + backward of a squared-output loss) and forward-on
 seconds, best of ``--repeat`` runs (the best is the least disturbed by other work on a shared
 machine), and the parameter count. ``mambapy`` rows appear when the ``mambapy`` package imports;
 it gets the same input projection, final norm and head as our Mamba so only the mixers differ.
+
+On a shared machine set ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``): OpenMP threads that
+spin-wait for a busy core made small ops up to 100x slower in our measurements.
 """
 
 from __future__ import annotations

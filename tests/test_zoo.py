@@ -9,8 +9,8 @@ from torch import nn
 from paramgen import zoo
 
 SHAPES = [(1, 8, 8), (40,), (3, 32, 32)]
-MODELS = ["cnn-m", "cnn-s", "convnet-mini", "convnext-mini", "mlp", "mlp-mini", "resnet-mini",
-          "vit-mini", "vit-tiny"]
+MODELS = ["cnn-m", "cnn-s", "convnet-mini", "convnext-mini", "mlp", "mlp-family", "mlp-mini",
+          "resnet-mini", "vit-mini", "vit-tiny"]
 
 
 def test_registry_lists_all_models() -> None:
@@ -80,6 +80,8 @@ def test_mlp_options_and_family() -> None:
         assert abs(zoo.param_count(fam) - target) / target < 0.05
     with pytest.raises(ValueError, match="target_params"):
         zoo.mlp_family(10, (40,), 10)
+    big = zoo.create("mlp-family", (3, 32, 32), 10, target_params=1_000_000, depth=3)
+    assert len(big.hidden) == 3 and abs(zoo.param_count(big) - 1_000_000) < 20_000
 
 
 def test_seeded_create_is_reproducible_and_leaves_global_rng() -> None:

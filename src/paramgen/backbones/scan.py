@@ -30,6 +30,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "SCANS",
@@ -179,6 +180,7 @@ class _ChunkedScan(torch.autograd.Function):
         return y.transpose(0, 1), h
 
     @staticmethod
+    @once_differentiable  # the backward itself is not differentiable (no double backward)
     def backward(ctx, dy: Tensor, dh_last: Tensor | None):
         ut, dt, A, Bt, Ct, dtu, *starts = ctx.saved_tensors
         chunk = ctx.chunk

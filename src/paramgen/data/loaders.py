@@ -157,7 +157,8 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def _load_mnist1d(root: str | None, seed: int) -> Split:
     # Copies, so a caller editing its tensors in place cannot corrupt the cache.
-    return tuple(torch.from_numpy(a.copy()) for a in _mnist1d_arrays())  # type: ignore[return-value]
+    x_tr, y_tr, x_te, y_te = (torch.from_numpy(a.copy()) for a in _mnist1d_arrays())
+    return x_tr, y_tr, x_te, y_te
 
 
 # ---------------------------------------------------------------------------------------------

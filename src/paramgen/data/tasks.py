@@ -50,7 +50,9 @@ def task_subset(n: int, num_classes: int = 10, seed: int = 0) -> list[str]:
     """
     tasks = all_tasks(num_classes)
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(tasks):
-        raise ValueError(f"n must be an int in 0..{len(tasks)} for {num_classes} classes, got {n!r}")
+        raise ValueError(
+            f"n must be an int in 0..{len(tasks)} for {num_classes} classes, got {n!r}"
+        )
     order = np.random.default_rng(int(seed)).permutation(len(tasks))
     return [tasks[i] for i in order[:n]]
 
