@@ -354,8 +354,9 @@ class CheckpointSet:
                 _compare_spec(s, spec, names[i], names[0])
             _check_finite(sd, names[i])
             # Copy: callers often pass model.state_dict(), which aliases live parameters that the
-            # next optimizer step would change under us.
-            items.append({k: v.detach().to("cpu", copy=True) for k, v in sd.items()})
+            # next optimizer step would change under us. Keys in the first checkpoint's order, so
+            # every item iterates alike whatever order its source had.
+            items.append({k: sd[k].detach().to("cpu", copy=True) for k in spec})
         assert spec is not None
         cond = cls._conditions_tensor(conditions, n)
         runs_l = cls._meta_list(runs, n, "runs", default=0)
