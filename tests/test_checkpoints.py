@@ -1,4 +1,4 @@
-"""CheckpointSet and CheckpointWriter: round trips, import, validation errors, atomic writes, resume."""
+"""CheckpointSet and CheckpointWriter: round trips, import, validation, atomic writes, resume."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 import paramgen
-from paramgen.checkpoints import (
-    MANIFEST,
-    CheckpointError,
-    CheckpointSet,
-    CheckpointWriter,
-)
+from paramgen.checkpoints import MANIFEST, CheckpointError, CheckpointSet, CheckpointWriter
 
 
 def make_sd(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -48,6 +45,7 @@ def stray_temp_files(d: Path) -> list[str]:
 
 def test_exported_from_package() -> None:
     assert paramgen.CheckpointSet is CheckpointSet
+    assert issubclass(CheckpointError, ValueError)  # the command line reports ValueErrors
 
 
 def test_round_trip_bit_exact(tmp_path: Path) -> None:
@@ -81,6 +79,31 @@ def test_round_trip_bit_exact(tmp_path: Path) -> None:
     assert manifest["keys"]["fc.bias"] == {"shape": [3], "dtype": "float16"}
     assert manifest["checkpoints"][1]["file"] == "ckpt_00001.safetensors"
     assert stray_temp_files(tmp_path) == []
+
+
+_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32,
+           torch.uint8, torch.bool]
+
+
+@settings(max_examples=25, deadline=None)
+@given(layout=st.lists(st.tuples(st.lists(st.integers(0, 4), max_size=3),
+                                 st.sampled_from(_DTYPES)), min_size=1, max_size=5),
+       n=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_round_trip_any_layout(tmp_path_factory, layout, n, seed) -> None:
+    """Any shapes (scalars and empty tensors included) and dtypes survive save/load bit-exact."""
+    g = torch.Generator().manual_seed(seed)
+    sds = []
+    for _ in range(n):
+        sd = {}
+        for j, (shape, dt) in enumerate(layout):
+            t = torch.randn(tuple(shape), generator=g) * 10
+            sd[f"layer{j}.w"] = t > 0 if dt == torch.bool else t.to(dt)
+        sds.append(sd)
+    d = tmp_path_factory.mktemp("rt")
+    CheckpointSet.from_state_dicts(sds).save(d)
+    back = CheckpointSet.load(d)
+    assert all(sds_equal(back[i], sds[i]) for i in range(n))
+    assert back.spec == {k: (tuple(v.shape), v.dtype) for k, v in sds[0].items()}
 
 
 def test_sequence_access(tmp_path: Path) -> None:

@@ -215,8 +215,8 @@ def _unwrap(obj: Any, where: str) -> dict[str, torch.Tensor]:
                                                     for v in obj.values()):
             return dict(obj)
         if isinstance(obj, Mapping):
-            inner = next((obj[k] for k in ("state_dict", "model") if isinstance(obj.get(k), Mapping)),
-                         None)
+            inner = next((obj[k] for k in ("state_dict", "model")
+                          if isinstance(obj.get(k), Mapping)), None)
             if inner is not None:
                 obj = inner
                 continue
@@ -237,7 +237,8 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         if any(p.suffix in _SAFE_SUFFIXES + _PICKLE_SUFFIXES for p in directory.iterdir()):
             hint = (f"; it holds checkpoint files: to read a plain folder of state dicts use "
                     f"CheckpointSet.import_folder({str(directory)!r})")
-        raise FileNotFoundError(f"{path} is missing: {directory} is not a CheckpointSet folder{hint}")
+        raise FileNotFoundError(f"{path} is missing: {directory} is not a CheckpointSet "
+                                f"folder{hint}")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -245,7 +246,8 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{path}: manifest must be a JSON object")
     if manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: 'format' is {manifest.get('format')!r}, expected {FORMAT!r}")
+        raise CheckpointError(f"{path}: 'format' is {manifest.get('format')!r}, "
+                              f"expected {FORMAT!r}")
     version = manifest.get("format_version")
     if version not in SUPPORTED_VERSIONS:
         raise CheckpointError(f"{path}: unknown 'format_version' {version!r}; this paramgen reads "
@@ -275,7 +277,8 @@ def _condition_row(cond: Any, dim: int | None, where: str) -> torch.Tensor | Non
     """A condition as a float32 vector of length `dim` (None when the set is unconditional)."""
     if cond is None:
         if dim is not None:
-            raise CheckpointError(f"{where}: condition is missing but the set has condition_dim={dim}")
+            raise CheckpointError(f"{where}: condition is missing but the set has "
+                                  f"condition_dim={dim}")
         return None
     t = torch.as_tensor(cond, dtype=torch.float32).detach().cpu()
     if t.ndim != 1:
@@ -307,7 +310,8 @@ class CheckpointSet:
         # Private: the public constructors validate; this only stores.
         n = len(items)
         if n == 0:
-            raise CheckpointError("a CheckpointSet needs at least one checkpoint (got an empty set)")
+            raise CheckpointError("a CheckpointSet needs at least one checkpoint "
+                                  "(got an empty set)")
         if not (len(runs) == len(metrics) == len(provenance) == n):
             raise CheckpointError("internal: metadata lists differ in length from the checkpoints")
         if conditions is not None and conditions.shape[0] != n:
@@ -361,9 +365,9 @@ class CheckpointSet:
         cond = cls._conditions_tensor(conditions, n)
         runs_l = cls._meta_list(runs, n, "runs", default=0)
         runs_l = [cls._as_run(r, f"runs[{i}]") for i, r in enumerate(runs_l)]
-        metrics_l = [dict(_jsonable(m or {}, f"metrics[{i}]"))
+        metrics_l = [cls._meta_dict(m, f"metrics[{i}]")
                      for i, m in enumerate(cls._meta_list(metrics, n, "metrics", default=None))]
-        prov_l = [dict(_jsonable(p or {}, f"provenance[{i}]"))
+        prov_l = [cls._meta_dict(p, f"provenance[{i}]")
                   for i, p in enumerate(cls._meta_list(provenance, n, "provenance", default=None))]
         info_d = dict(_jsonable(dict(info or {}), "info"))
         return cls(items, spec, cond, runs_l, metrics_l, prov_l, info_d)
@@ -383,7 +387,8 @@ class CheckpointSet:
             raise CheckpointError(f"{mpath}: 'keys' is empty")
         dim = manifest.get("condition_dim")
         if dim is not None and (not isinstance(dim, int) or dim < 1):
-            raise CheckpointError(f"{mpath}: condition_dim must be null or a positive int, got {dim!r}")
+            raise CheckpointError(f"{mpath}: condition_dim must be null or a positive int, "
+                                  f"got {dim!r}")
         items: list[dict[str, torch.Tensor] | Path] = []
         rows: list[torch.Tensor | None] = []
         runs, metrics, prov = [], [], []
@@ -393,11 +398,12 @@ class CheckpointSet:
                 raise CheckpointError(f"{where} needs a 'file' string")
             rel = Path(e["file"])
             if rel.is_absolute() or ".." in rel.parts:
-                raise CheckpointError(f"{where}: file {e['file']!r} must be a path inside {directory}")
+                raise CheckpointError(f"{where}: file {e['file']!r} must be a path inside "
+                                      f"{directory}")
             path = directory / rel
             if not path.exists():
-                raise FileNotFoundError(f"{where}: file {e['file']!r} is listed in the manifest but "
-                                        f"{path} does not exist")
+                raise FileNotFoundError(f"{where}: file {e['file']!r} is listed in the manifest "
+                                        f"but {path} does not exist")
             _compare_spec(_read_safetensors_header(path), spec, str(path), f"the manifest {mpath}")
             rows.append(_condition_row(e.get("condition"), dim, f"{where} ({e['file']})"))
             runs.append(cls._as_run(e.get("run", 0), f"{where}.run"))
@@ -427,9 +433,9 @@ class CheckpointSet:
         pickled = [p.name for p in files if p.suffix in _PICKLE_SUFFIXES]
         if pickled and not allow_pickle:
             raise CheckpointError(
-                f"{directory}: {_fmt_keys(pickled, 3)} are pickle files, which can execute code when "
-                "loaded, so they are not read by default. If you trust them, opt in with "
-                "allow_pickle=True (command line: --allow-pickle); they are then read with "
+                f"{directory}: {_fmt_keys(pickled, 3)} are pickle files, which can execute code "
+                "when loaded, so they are not read by default. If you trust them, opt in with "
+                "allow_pickle=True; they are then read with "
                 "torch.load(weights_only=True). Or convert them to .safetensors.")
         sds = []
         for p in files:
@@ -594,7 +600,8 @@ class CheckpointSet:
         """One key across all checkpoints as a tensor [N, *shape]. For files on disk only that
         key is read from each file."""
         if key not in self._spec:
-            raise KeyError(f"key {key!r} is not in this CheckpointSet; keys: {_fmt_keys(self._spec)}")
+            raise KeyError(f"key {key!r} is not in this CheckpointSet; "
+                           f"keys: {_fmt_keys(self._spec)}")
         out = []
         for item in self._items:
             if isinstance(item, dict):
@@ -628,6 +635,14 @@ class CheckpointSet:
             raise CheckpointError(f"{where}: run must be an int, got {r!r}") from None
 
     @staticmethod
+    def _meta_dict(value: Any, where: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise CheckpointError(f"{where}: expected a dict, got {type(value).__name__}")
+        return dict(_jsonable(value, where))
+
+    @staticmethod
     def _meta_list(values: Sequence[Any] | None, n: int, name: str, default: Any) -> list[Any]:
         if values is None:
             return [default] * n
@@ -647,8 +662,9 @@ class CheckpointSet:
             if len(rows) != n:
                 raise CheckpointError(f"conditions has {len(rows)} rows for {n} checkpoints")
             if any(r is None for r in rows):
+                first = [r is None for r in rows].index(True)
                 raise CheckpointError("conditions: either every checkpoint has a condition or "
-                                      f"none does (row {[r is None for r in rows].index(True)} is None)")
+                                      f"none does (row {first} is None)")
             lens = {len(torch.as_tensor(r).reshape(-1)) for r in rows}
             if len(lens) > 1:
                 raise CheckpointError(f"conditions rows have different lengths {sorted(lens)}")
@@ -702,9 +718,9 @@ class CheckpointWriter:
             old = manifest["info"]
             diff = sorted(k for k in set(old) | set(self._info) if old.get(k) != self._info.get(k))
             shown = "; ".join(f"{k}: {old.get(k)!r} there, {self._info.get(k)!r} now" for k in diff)
-            raise CheckpointError(f"{mpath}: the folder holds a collection made with other settings "
-                                  f"({shown}); use another output folder, or delete this one to "
-                                  "start over")
+            raise CheckpointError(f"{mpath}: the folder holds a collection made with other "
+                                  f"settings ({shown}); use another output folder, or delete this "
+                                  "one to start over")
         self._info = dict(manifest["info"])
         self._entries = list(manifest["checkpoints"])
         if self._entries:
@@ -713,8 +729,8 @@ class CheckpointWriter:
             self._dim_known = True
             for i, e in enumerate(self._entries):
                 if not (self.directory / e["file"]).exists():
-                    raise FileNotFoundError(f"{mpath}: checkpoints[{i}] file {e['file']!r} is listed "
-                                            "but missing; the folder is damaged")
+                    raise FileNotFoundError(f"{mpath}: checkpoints[{i}] file {e['file']!r} is "
+                                            "listed but missing; the folder is damaged")
 
     def __len__(self) -> int:
         return len(self._entries)

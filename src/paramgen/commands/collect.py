@@ -115,8 +115,8 @@ def _parse_hidden(spec: str | None) -> list[int] | None:
     try:
         widths = [int(h) for h in spec.split(",") if h.strip()]
     except ValueError:
-        raise ValueError(f"--hidden {spec!r}: expected comma-separated integers, e.g. 64 or 128,64") \
-            from None
+        raise ValueError(f"--hidden {spec!r}: expected comma-separated integers, "
+                         "e.g. 64 or 128,64") from None
     if not widths or any(w < 1 for w in widths):
         raise ValueError(f"--hidden {spec!r}: widths must be positive integers")
     return widths

@@ -44,9 +44,9 @@ PDIFF_PRESETS: dict[str, dict] = {
                 dec_channels=(8, 32, 32, 8), latent_dim=64, norm="instance",
                 input_noise=1e-3, latent_noise=1e-1,
                 denoiser_channels=(1, 32, 64), denoiser_kernel_size=3, denoiser_fc_channels=4,
-                denoiser_fc_hidden=256, sampler="ddim", sampling_steps=100,
-                ae_steps=1500, ae_lr=1e-3, ae_weight_decay=2e-6, ae_batch_size=50,
-                ddpm_steps=1500, ddpm_lr=1e-3, ddpm_weight_decay=2e-6, ddpm_batch_size=50,
+                denoiser_fc_hidden=256, sampler="ddpm", sampling_steps=None,
+                ae_steps=1000, ae_lr=3e-3, ae_weight_decay=2e-6, ae_batch_size=50,
+                ddpm_steps=2000, ddpm_lr=3e-3, ddpm_weight_decay=2e-6, ddpm_batch_size=50,
                 lr_schedule="cosine"),
 }
 PDIFF_PRESETS["cpu-partial"] = dict(PDIFF_PRESETS["cpu"], keys="last-norm-2")
