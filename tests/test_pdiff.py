@@ -197,14 +197,17 @@ def test_memorises_a_tiny_collection():
     g = torch.Generator().manual_seed(0)
     sds = [{"w": torch.randn(10, 9, generator=g), "b": torch.randn(10, generator=g)}
            for _ in range(8)]
-    gen = PDiff(preset="cpu", ae_steps=300, ddpm_steps=1000, sampler="ddpm",
+    # A 3-level autoencoder with fold rate 2 fits 100 values without padding them to 1024.
+    gen = PDiff(preset="cpu", fold_rate=2, enc_channels=(8, 8, 8), dec_channels=(8, 16, 8),
+                latent_dim=32, ae_steps=200, ddpm_steps=800, sampler="ddpm",
                 sampling_steps=None).fit(sds, seed=0, progress=False)
     flat = lambda sd: torch.cat([sd["w"].reshape(-1), sd["b"]])  # noqa: E731
     train = torch.stack([flat(sd) for sd in sds])
     samples = torch.stack([flat(sd) for sd in gen.sample(16, seed=3)])
     pair = torch.cdist(train, train) + torch.diag(torch.full((8,), float("inf")))
     nearest = torch.cdist(samples, train).min(dim=1)
-    # Checkpoints are ~13 apart; a sample from the mean would be ~9.5 from each. Memorised
-    # samples sit within a small fraction of that from their checkpoint, and come from several.
-    assert nearest.values.median() < 0.15 * pair.min()
+    # Checkpoints are >= 12 apart; a sample at the collection mean would be ~0.8 of that from
+    # every one of them. Memorised samples sit within a small fraction of it from their
+    # checkpoint (~0.1 when this was written), and they come from several checkpoints.
+    assert nearest.values.median() < 0.3 * pair.min()
     assert len(set(nearest.indices.tolist())) >= 4

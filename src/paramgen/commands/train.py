@@ -9,11 +9,18 @@ from pathlib import Path
 HELP = "fit a parameter generator (RPG or p-diff) on a checkpoint collection"
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def parse_overrides(items: list[str]) -> dict:
+    """KEY=VALUE strings -> config overrides; values are read as JSON, else kept as text."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,12 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from paramgen.methods import METHODS
 
     ckpts = CheckpointSet.load(args.ckpts)
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = _parse_value(value)
+    overrides = parse_overrides(args.set)
     out = Path(args.out)
     split = None
     if args.condition_from == "manifest":

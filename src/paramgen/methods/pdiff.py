@@ -538,9 +538,12 @@ class PDiff(Generator):
         self._build(tokenizer, generated, key_order, reference)
         net = self.network.to(device)
         ae, den = net.autoencoder, net.denoiser
-        opt_ae = torch.optim.AdamW(ae.parameters(), lr=cfg.ae_lr, weight_decay=cfg.ae_weight_decay)
+        # foreach: one fused update over all tensors; the per-tensor loop costs more than the
+        # arithmetic for networks this small.
+        opt_ae = torch.optim.AdamW(ae.parameters(), lr=cfg.ae_lr, weight_decay=cfg.ae_weight_decay,
+                                   foreach=True)
         opt_dm = torch.optim.AdamW(den.parameters(), lr=cfg.ddpm_lr,
-                                   weight_decay=cfg.ddpm_weight_decay)
+                                   weight_decay=cfg.ddpm_weight_decay, foreach=True)
         gen = torch.Generator().manual_seed(seed)                     # batch selection
         dgen = torch.Generator(device=device).manual_seed(seed + 1)   # noise on the device
 
@@ -571,8 +574,10 @@ class PDiff(Generator):
         bar = tqdm(total=total, initial=start, desc="pdiff fit", disable=not progress,
                    dynamic_ncols=True)
         ema = None
-        # A save at or after the end of the AE stage already holds the latent statistics.
-        latents_ready = start >= ae_total
+        # The AE is frozen once its stage ends, so the standardised training latents are computed
+        # once (not re-encoded every DDPM step). A resumed run re-encodes them from the saved AE,
+        # whose save at the end of the AE stage already holds the latent statistics.
+        latents = self._latents(data_dev) if start >= ae_total else None
         t0 = time.time()
         for step in range(start, total):
             in_ae = step < ae_total
@@ -587,16 +592,17 @@ class PDiff(Generator):
                 loss = ((recon - v) ** 2).mean()
                 opt, params = opt_ae, ae.parameters()
             else:
-                if not latents_ready:
+                if latents is None:
                     self._fit_latent_stats(data_dev)
-                    latents_ready = True
+                    latents = self._latents(data_dev)
+                if step == ae_total:
                     ema = None  # the DDPM loss lives on another scale than the AE loss
                 den.train()
                 for group in opt_dm.param_groups:
                     group["lr"] = self._lr_at(step - ae_total, ddpm_total, cfg.ddpm_lr)
                 b = min(cfg.ddpm_batch_size, n)
                 batch = torch.randperm(n, generator=gen)[:b].to(device)
-                z0 = self._latents(data_dev[batch])
+                z0 = latents[batch]
                 loss = diffusion_loss(den, z0, ones.expand_as(z0), self.schedule, "epsilon",
                                       generator=dgen)
                 opt, params = opt_dm, den.parameters()
@@ -615,10 +621,10 @@ class PDiff(Generator):
                 self.history.append({"step": done, "stage": phase, "loss": ema})
             if callback is not None:
                 callback(done, ema)
-            if done == ae_total and not latents_ready:
+            if done == ae_total and latents is None:
                 # Stats are fixed the moment the AE is, so a save right here already holds them.
                 self._fit_latent_stats(data_dev)
-                latents_ready = True
+                latents = self._latents(data_dev)
             if state_path is not None and (done % cfg.save_every == 0 or done == total
                                            or done == ae_total):
                 io.save_torch(state_path, {
@@ -653,9 +659,11 @@ class PDiff(Generator):
 
     @torch.no_grad()
     def _latents(self, v: Tensor) -> Tensor:
+        """Standardised clean latents of vectors [N, d] (encoded 256 at a time)."""
         net = self.network
         net.autoencoder.eval()
-        return (net.autoencoder.encode(v) - net.latent_mean) / net.latent_std
+        z = torch.cat([net.autoencoder.encode(v[i:i + 256]) for i in range(0, v.shape[0], 256)])
+        return (z - net.latent_mean) / net.latent_std
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

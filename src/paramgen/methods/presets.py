@@ -21,7 +21,8 @@ RPG_PRESETS: dict[str, dict] = {
     "large": dict(_PAPER_RECIPE, token_size=16384, d_model=(12288, 16384), d_state=128,
                   denoiser_channels=(1, 64, 96), sampler="ddim", sampling_steps=60,
                   lr=1e-5, batch_size=8, diffusion_batch=512, steps=120_000),
-    "cpu": dict(_PAPER_RECIPE, token_size=256, d_model=(256, 256), d_state=32,
-                denoiser_channels=(1, 32, 64, 128), sampler="ddim", sampling_steps=60,
-                lr=1e-3, steps=2000),
+    "cpu": dict(_PAPER_RECIPE, token_size=256, d_model=(256, 256), d_state=16,
+                denoiser_channels=(1, 16, 32, 64), sampler="ddim", sampling_steps=60,
+                prediction="sample", prototype_skip=True, lr=1e-3, min_lr_ratio=0.01,
+                diffusion_batch=64, steps=600),
 }
