@@ -3,7 +3,8 @@
     python benchmarks/compare_methods.py [--out runs/compare] [--n 50] [--samples 50]
         [--pdiff-steps N] [--rpg-steps N] [--collections cnn-s,resnet-partial]
 
-Two collections on digits, collected on first use (and resumed if interrupted):
+Two collections on digits, collected on first use (and resumed if interrupted; an existing
+collection folder is used as it is, its first ``--n`` checkpoints):
 
 * ``cnn-s``: the Model Zoo CNN-s, all 2,464 parameters generated (full generation).
 * ``resnet-partial``: ResNet-mini whose last two BatchNorm layers were fine-tuned with the rest
@@ -69,9 +70,16 @@ def _train(gen, ckpts, steps: int | None, folder: Path, seed: int):
 def evaluate_collection(name: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = COLLECTIONS[name]
     root = Path(args.out) / name
-    print(f"\n== {spec['label']}: collecting {args.n} checkpoints ...", flush=True)
-    ckpts = collect(spec["arch"], spec["data"], root / "ckpts", n=args.n,
-                    trainable=spec["trainable"], progress=False)
+    folder = root / "ckpts"
+    ckpts = CheckpointSet.load(folder) if (folder / "manifest.json").is_file() else None
+    if ckpts is None or len(ckpts) < args.n:
+        # Absent or unfinished: collect (collect resumes a folder it started itself).
+        print(f"\n== {spec['label']}: collecting {args.n} checkpoints ...", flush=True)
+        ckpts = collect(spec["arch"], spec["data"], folder, n=args.n,
+                        trainable=spec["trainable"], progress=False)
+    else:
+        print(f"\n== {spec['label']}: {len(ckpts)} checkpoints in {folder}", flush=True)
+        ckpts = ckpts.subset(range(args.n))
     reference = ckpts[0]
     keys = resolve_keys(reference, spec["keys"])
     model = ev.build_model(ev.ModelSpec.from_info(ckpts.info, str(root / "ckpts")))

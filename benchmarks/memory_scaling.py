@@ -8,9 +8,10 @@ target; the training data are a few (``--ckpts``, default 4) random checkpoints 
 this measures memory, not quality, so values do not matter, only shapes.
 
 Every measurement runs in a fresh child process (so one measurement's allocations never inflate
-the next), under an address-space limit of ``--max-mb`` above what the child holds after its
-imports (``resource.setrlimit(RLIMIT_AS)``): an allocation past it fails inside the child and is
-reported as OOM instead of taking the machine down.
+the next), under an address-space limit of ``--max-mb`` above what the child has mapped just
+before the measured phase (``resource.setrlimit(RLIMIT_AS)``; the training data are already in
+memory then): an allocation past it fails inside the child and is reported as OOM instead of
+taking the machine down.
 
 * **train step**: ``fit`` with the fewest steps each method has, on the checkpoints already in
   memory: RPG 1 step (preset ``--rpg-preset``, default tiny: token 256), p-diff 2 steps (one
@@ -161,15 +162,21 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
     import paramgen.methods  # noqa: F401  (import cost and RSS belong to the baseline)
 
     cuda = job["device"] == "cuda"
-    if cuda:
-        frac = min(job["max_mb"] * 2**20 / torch.cuda.get_device_properties(0).total_memory, 1.0)
-        torch.cuda.set_per_process_memory_fraction(frac)
-    else:
-        limit_address_space(job["max_mb"])
+
+    def cap() -> None:
+        # Set just before the measured phase: the cap bounds the generator's own allocations,
+        # not the training data already in memory.
+        if cuda:
+            total = torch.cuda.get_device_properties(0).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(job["max_mb"] * 2**20 / total, 1.0))
+        else:
+            limit_address_space(job["max_mb"])
+
     result: dict[str, Any] = {"base_rss_mb": rss_mb()}
     try:
         if job["kind"] in ("train", "prepare"):
             ckpts = _checkpoints(job["params"], job["ckpts"], job["seed"])
+            cap()
             gen = _generator(job["method"], job["preset"], job["device"])
             steps = 1 if job["method"] == "rpg" else 2
             if job["kind"] == "train":
@@ -194,6 +201,7 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
         else:
             from paramgen.methods import load_generator
 
+            cap()
             exact = reset_peak()
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
@@ -297,9 +305,11 @@ def acceptance(results: list[dict[str, Any]]) -> list[str]:
     sizes = sorted({r["params"] for r in results})
     small = min(sizes, key=lambda p: abs(math.log(p / 1e4)))
     large = min(sizes, key=lambda p: abs(math.log(p / 1e7)))
+    # "~10K" and "~10M" mean within a factor of 3; other sizes do not answer the question.
+    near = abs(math.log10(small / 1e4)) < 0.5 and abs(math.log10(large / 1e7)) < 0.5
     a, b = _value(results, "rpg", "sequential", small, "sample"), \
         _value(results, "rpg", "sequential", large, "sample")
-    if a is not None and b is not None:
+    if near and a is not None and b is not None:
         ratio = b / max(a, 1e-9)
         lines.append(f"RPG sequential sampling: {b:.1f} MB at {large:,} params vs {a:.1f} MB at "
                      f"{small:,} = {ratio:.2f}x (bar: <= 1.5x) -> "

@@ -64,7 +64,8 @@ _NORM_NAME = re.compile(r"(norm|bn|ln|gn)", re.IGNORECASE)
 
 @dataclass
 class PDiffConfig:
-    """Every setting of a p-diff generator. Presets (``PDIFF_PRESETS``) are named sets of these."""
+    """Every setting of a p-diff generator. Presets (``PDIFF_PRESETS``) are named sets of these;
+    the defaults are the ``cpu`` preset's."""
 
     # what to generate: None = every floating tensor; a list of key prefixes / glob patterns, or
     # the string "last-norm-K" (the last K normalization layers: p-diff's partial setting)
@@ -90,12 +91,12 @@ class PDiffConfig:
     sampler: str = "ddpm"                   # ddpm | ddim
     sampling_steps: int | None = None       # None: all timesteps (ddpm)
     # training: the autoencoder first, then the DDPM on its frozen latents
-    ae_steps: int = 1500
-    ae_lr: float = 1e-3
+    ae_steps: int = 1000
+    ae_lr: float = 3e-3
     ae_weight_decay: float = 2e-6
     ae_batch_size: int = 50
-    ddpm_steps: int = 1500
-    ddpm_lr: float = 1e-3
+    ddpm_steps: int = 2000
+    ddpm_lr: float = 3e-3
     ddpm_weight_decay: float = 2e-6
     ddpm_batch_size: int = 50
     lr_schedule: str = "cosine"             # cosine (to lr * min_lr_ratio) | constant
@@ -530,8 +531,9 @@ class PDiff(Generator):
             return {k: sd[k] for k in generated}
 
         values = sum(reference_sd[k].numel() for k in generated if is_generated(reference_sd[k]))
-        # One "flat" token the size of the whole vector: only flatten/unflatten (the per-tensor
-        # normalisation and its exact inverse) are used, so no per-value index grows beyond one row.
+        # p-diff only uses flatten/unflatten (per-tensor normalisation and its exact inverse). One
+        # "flat" token the size of the whole vector is the tokenizer's smallest layout: a single
+        # index row, no padding.
         tokenizer = Tokenizer.fit((selected(sd) for sd in ckpts), token_size=values, mode="flat")
         data = torch.stack([tokenizer.flatten(selected(sd)) for sd in ckpts])      # [N, d]
         reference = {k: v.detach().clone() for k, v in reference_sd.items() if k not in generated}
@@ -688,15 +690,23 @@ class PDiff(Generator):
         return z.clamp(-1.0, 1.0)
 
     @torch.no_grad()
-    def decode(self, z: Tensor) -> list[dict[str, Tensor]]:
-        """Latents [n, latent_dim] -> complete state dicts (decoded ``sample_batch`` at a time)."""
+    def decode(self, z: Tensor, batch: int | None = None,
+               progress: bool = False) -> list[dict[str, Tensor]]:
+        """Latents [n, latent_dim] -> complete state dicts, decoded ``batch`` models at a time
+        (default ``sample_batch``): the decoder's activations, not the latents, bound memory."""
+        from tqdm.auto import tqdm
+
         self._require_fitted()
         device = self.device
         ae = self.network.to(device).autoencoder.eval()
+        batch = max(1, int(batch or self.config.sample_batch))
         out = []
-        for i in range(0, z.shape[0], self.config.sample_batch):
-            vectors = ae.decode(z[i:i + self.config.sample_batch].to(device)).float().cpu()
-            out += [self._assemble(vec) for vec in vectors]
+        with tqdm(total=z.shape[0], desc="pdiff decode", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for i in range(0, z.shape[0], batch):
+                vectors = ae.decode(z[i:i + batch].to(device)).float().cpu()
+                out += [self._assemble(vec) for vec in vectors]
+                bar.update(vectors.shape[0])
         return out
 
     def _assemble(self, vector: Tensor) -> dict[str, Tensor]:
@@ -706,21 +716,27 @@ class PDiff(Generator):
 
     @torch.no_grad()
     def sample(self, n: int = 1, condition: Any = None, seed: int = 0,
-               sampler: str | None = None, steps: int | None = None,
-               **options: Any) -> list[dict[str, Tensor]]:
+               sampler: str | None = None, steps: int | None = None, mode: str | None = None,
+               progress: bool = False, **options: Any) -> list[dict[str, Tensor]]:
         """Generate ``n`` state dicts with the training keys, shapes and dtypes.
 
         ``sampler``/``steps``: ddpm (all timesteps) or ddim with ``steps`` steps (default: the
-        config's). ``condition`` must be None: p-diff is unconditional.
+        config's). ``mode`` bounds decoding memory as RPG's modes do: ``sequential`` decodes one
+        model at a time, ``partial`` (default) ``sample_batch`` at a time, ``full`` all at once;
+        the samples agree across modes up to float rounding. ``condition`` must be None: p-diff is
+        unconditional.
         """
         self._require_fitted()
         if options:
             raise TypeError(f"unexpected sample options {sorted(options)}; p-diff takes n, "
-                            "condition (None), seed, sampler and steps")
+                            "condition (None), seed, sampler, steps, mode and progress")
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        modes = {"sequential": 1, "partial": self.config.sample_batch, "full": n, None: None}
+        if mode not in modes:
+            raise ValueError(f"mode must be one of sequential, partial, full, got {mode!r}")
         self._conditions(condition, n, self.device)
-        return self.decode(self.sample_latents(n, seed, sampler, steps))
+        return self.decode(self.sample_latents(n, seed, sampler, steps), modes[mode], progress)
 
     @torch.no_grad()
     def reconstruct(self, sds: Sequence[Mapping[str, Tensor]]) -> list[dict[str, Tensor]]:

@@ -1,11 +1,12 @@
 """Named p-diff settings, as data (the p-diff twin of ``presets.RPG_PRESETS``).
 
-* ``paper``    p-diff Table 5 as printed: AE AdamW lr 2e-5, weight decay 0, 500 iterations, batch 50;
-               DDPM AdamW lr 1e-4, weight decay 0, 1000 iterations, batch 50; cosine decay for
-               both; sigma_v = 1e-3, sigma_z = 1e-1; linear betas 1e-4..2e-2 over T = 1000. The
-               autoencoder shape follows the released code's ``medium`` model (fold rate 5, kernel
-               5, four levels of 4 encoder channels, decoder 4-256-256-8) plus the paper's fully
-               connected bottleneck with latent 128 (Table 13's latent for 2,048 parameters).
+* ``paper``    p-diff Table 5 as printed: AE AdamW lr 2e-5, weight decay 0, 500 iterations,
+               batch 50; DDPM AdamW lr 1e-4, weight decay 0, 1000 iterations, batch 50; cosine
+               decay for both; sigma_v = 1e-3, sigma_z = 1e-1; linear betas 1e-4..2e-2 over
+               T = 1000. The autoencoder shape follows the released code's ``medium`` model (fold
+               rate 5, kernel 5, four levels of 4 encoder channels, decoder 4-256-256-8) plus the
+               paper's fully connected bottleneck with latent 128 (Table 13's latent for 2,048
+               parameters).
 * ``official`` the released code's recipe, which differs from the printed table: AE and DDPM both
                AdamW lr 1e-3, weight decay 2e-6, 30,000 AE steps then 30,000 DDPM steps, the whole
                200-checkpoint collection as one batch. Same networks as ``paper``.
