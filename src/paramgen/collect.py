@@ -446,6 +446,10 @@ def _train_task(bits: str) -> _TaskResult:
     # models then share one permutation basin and their parameters vary smoothly with the task
     # bits, which is what lets a conditioned generator interpolate to tasks it never saw.
     model = zoo.create(c["arch"], c["in_shape"], 2, seed=c["seed"], **c["model_kwargs"])
+    if c.get("init_state") is not None:
+        own = model.state_dict()
+        model.load_state_dict({k: (v if v.shape == own[k].shape else own[k])
+                               for k, v in c["init_state"].items()})
     opt = torch.optim.Adam(model.parameters(), lr=c["lr"])
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(y_tr))
     gen = torch.Generator().manual_seed(seed)
@@ -478,6 +482,26 @@ def _train_task(bits: str) -> _TaskResult:
     return out
 
 
+def _pretrain_all_classes(arch: str, in_shape: tuple, n_cls: int, kw: dict, data: str,
+                          data_root: str | None, steps: int, lr: float,
+                          seed: int) -> dict[str, torch.Tensor]:
+    """The shared starting point of a warm-started grid: `arch` trained on all classes."""
+    from paramgen import data as pdata
+    from paramgen import zoo
+
+    x_tr, y_tr, _, _ = pdata.load(data, root=data_root)
+    model = zoo.create(arch, in_shape, n_cls, seed=seed, **kw)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _cosine_lr(step, steps, lr, floor=0.1)
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x_tr), y_tr).backward()
+        opt.step()
+    return _cpu_state(model)
+
+
 def _train_chunk(tasks: list[str]) -> list[tuple[str, _TaskResult]]:
     return [(t, _train_task(t)) for t in tasks]
 
@@ -507,8 +531,14 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
                   seed: int = 0, hidden: Sequence[int] | None = None,
                   batch_size: int | None = None, progress: bool = True,
                   data_root: str | None = None, chunk_size: int | None = None,
-                  model_kwargs: dict[str, Any] | None = None) -> CheckpointSet:
+                  model_kwargs: dict[str, Any] | None = None,
+                  warm_start: bool = True) -> CheckpointSet:
     """One model per binary task of `data` (RPG's 1022-task grid for 10 classes), into `out`.
+
+    warm_start (default): every task starts from one model of `arch` first trained on all classes
+    of `data` (its classifier layer, which has another shape, comes from the shared seed) and
+    fine-tunes at lr / 4, so task models differ mostly where the task does; off, every task trains
+    from the same random initialisation at `lr`.
 
     tasks: "all", an int (a seeded random subset of that size) or bit strings. Each task trains
     `arch` (hidden layers `hidden` when the model takes them, e.g. "mlp") on the relabelled data
@@ -539,7 +569,7 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
     info = {"arch": arch, "data": data, "in_shape": list(in_shape), "num_classes": 2,
             "metric": "balanced_accuracy", "kind": "task_grid", "task_classes": n_cls,
             "per_task": per_task, "epochs": steps, "lr": lr, "batch_size": batch_size,
-            "seed": seed, "model_kwargs": kw}
+            "seed": seed, "model_kwargs": kw, "warm_start": bool(warm_start)}
     writer = CheckpointWriter(out, info=info)
     counts: dict[str, int] = {}
     for p in writer.provenances:
@@ -547,7 +577,11 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
     todo = [t for t in task_list if counts.get(t, 0) < per_task]
     cfg = {"arch": arch, "data": data, "data_root": data_root, "in_shape": in_shape,
            "model_kwargs": kw, "lr": lr, "steps": steps, "per_task": per_task,
-           "batch_size": batch_size, "seed": seed}
+           "batch_size": batch_size, "seed": seed, "init_state": None}
+    if warm_start and todo:
+        cfg["init_state"] = _pretrain_all_classes(arch, in_shape, n_cls, kw, data, data_root,
+                                                  steps, lr, seed)
+        cfg["lr"] = lr / 4
     workers = max(1, int(workers))
     if chunk_size is None:
         # Several chunks per worker balance the load; a chunk is the unit of manifest writes.

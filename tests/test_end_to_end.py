@@ -1,0 +1,75 @@
+"""The pipeline end to end through the command line, at reduced size (marked slow; CI runs it)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from paramgen import CheckpointSet
+from paramgen.cli import main
+from paramgen.evaluation.core import build_model, load_data_for, load_into
+from paramgen.metrics import accuracy, balanced_accuracy, predict
+
+
+@pytest.mark.slow
+def test_collect_train_sample_eval_on_digits(tmp_path, capsys):
+    ck, gen, samples = tmp_path / "ck", tmp_path / "gen", tmp_path / "samples"
+    assert main(["collect", "--arch", "cnn-s", "--data", "digits", "-n", "12", "--out", str(ck),
+                 "--no-progress"]) == 0
+    assert main(["train", "--ckpts", str(ck), "--preset", "cpu", "--steps", "250",
+                 "--out", str(gen), "--quiet"]) == 0
+    assert main(["sample", "--gen", str(gen), "-n", "4", "--out", str(samples)]) == 0
+    ckpts = CheckpointSet.load(ck)
+    x, y = load_data_for(ckpts.info)
+    model = build_model(ckpts.info)
+    orig = [accuracy(predict(load_into(model, sd), x), y) for sd in ckpts]
+    gen_acc = []
+    for f in sorted(samples.glob("*.safetensors")):
+        sd = load_file(str(f))
+        assert not any(all(torch.equal(sd[k], c[k]) for k in c) for c in ckpts)
+        gen_acc.append(accuracy(predict(load_into(model, sd), x), y))
+    assert len(gen_acc) == 4
+    # 250 steps is a tenth of a real budget; the generated models must still work.
+    assert sum(gen_acc) / 4 > sum(orig) / len(orig) - 0.05
+    assert main(["eval", "--samples", str(samples), "--ckpts", str(ck), "--no-plots",
+                 "--noise-scales", "0.1"]) == 0
+    assert "generated" in capsys.readouterr().out
+    assert (samples / "report" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_task_grid_to_prompt(tmp_path, capsys):
+    grid, gen = tmp_path / "grid", tmp_path / "taskgen"
+    assert main(["collect", "--tasks", "12", "--data", "digits", "--per-task", "2",
+                 "--out", str(grid), "--workers", "1", "--no-progress"]) == 0
+    assert main(["train", "--ckpts", str(grid), "--condition-from", "manifest", "--holdout",
+                 "0.2", "--steps", "60", "--out", str(gen), "--quiet"]) == 0
+    split = json.loads((gen / "split.json").read_text())
+    assert len(split["unseen"]) >= 1 and len(split["seen"]) >= 1
+    assert not set(split["seen"]) & set(split["unseen"])
+    out = tmp_path / "even.safetensors"
+    assert main(["generate", "--gen", str(gen), "--prompt", "select all even digits",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1010101010" in printed and "balanced accuracy" in printed
+    sd = load_file(str(out))
+    info = CheckpointSet.load(grid).info
+    x, y = load_data_for(info, task="1010101010")
+    score = balanced_accuracy(predict(load_into(build_model(info), sd), x), y)
+    assert 0.0 <= score <= 1.0
+    assert main(["generate", "--gen", str(gen), "--prompt", "purple elephants",
+                 "--out", str(out)]) == 2
+
+
+def test_help_of_every_command(capsys):
+    for cmd in ("collect", "train", "sample", "eval", "generate", "demo"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        assert "--" in capsys.readouterr().out
+
+
+def test_missing_generator_is_a_clear_error(tmp_path, capsys):
+    assert main(["sample", "--gen", str(tmp_path / "nope"), "--out", str(tmp_path / "s")]) == 2
+    assert "config.json" in capsys.readouterr().err
