@@ -79,6 +79,19 @@ class Generator(ABC):
         return cond.to(device)
 
 
+def resolve_config(config_cls, preset: str | None, config: Any, overrides: dict) -> Any:
+    """The config a generator is built with: a preset, a config object or dict, plus overrides."""
+    import dataclasses
+
+    if config is not None and preset is not None:
+        raise ValueError("give either preset= or config=, not both")
+    if isinstance(config, dict):
+        return config_cls.from_dict({**config, **overrides})
+    if config is None:
+        return config_cls.from_preset(preset or "cpu", **overrides)
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
 def read_config(path: str | os.PathLike, method: str | None = None) -> dict:
     path = Path(path)
     cfg_path = path / "config.json"

@@ -43,7 +43,8 @@ from torch import Tensor, nn
 from paramgen import io
 from paramgen.diffusion import NoiseSchedule, diffusion_loss, timestep_embedding
 from paramgen.diffusion import sample as run_sampler
-from paramgen.methods.base import FORMAT, FORMAT_VERSION, Generator, read_config
+from paramgen.methods.base import (FORMAT, FORMAT_VERSION, Generator, read_config,
+                                   resolve_config)
 from paramgen.methods.pdiff_presets import PDIFF_PRESETS
 from paramgen.tokenize import Tokenizer, is_generated
 
@@ -447,14 +448,7 @@ class PDiff(Generator):
 
     def __init__(self, preset: str | None = None, config: PDiffConfig | dict | None = None,
                  **overrides: Any):
-        if config is not None and preset is not None:
-            raise ValueError("give either preset= or config=, not both")
-        if isinstance(config, dict):
-            config = PDiffConfig.from_dict({**config, **overrides})
-        elif config is None:
-            config = PDiffConfig.from_preset(preset or "cpu", **overrides)
-        elif overrides:
-            config = dataclasses.replace(config, **overrides)
+        config = resolve_config(PDiffConfig, preset, config, overrides)
         self.config: PDiffConfig = config
         self.preset = preset
         self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_start,

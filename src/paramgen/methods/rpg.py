@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,7 +28,8 @@ from paramgen.backbones import build as build_backbone
 from paramgen.diffusion import Denoiser1D, NoiseSchedule, diffusion_loss
 from paramgen.diffusion import sample as run_sampler
 from paramgen.embeddings import ConditionEncoder, PositionEmbedding
-from paramgen.methods.base import FORMAT, FORMAT_VERSION, Generator, read_config
+from paramgen.methods.base import (FORMAT, FORMAT_VERSION, Generator, read_config,
+                                   resolve_config)
 from paramgen.methods.presets import RPG_PRESETS
 from paramgen.tokenize import Tokenizer
 
@@ -187,14 +187,7 @@ class RPG(Generator):
 
     def __init__(self, preset: str | None = None, config: RPGConfig | dict | None = None,
                  **overrides: Any):
-        if config is not None and preset is not None:
-            raise ValueError("give either preset= or config=, not both")
-        if isinstance(config, dict):
-            config = RPGConfig.from_dict({**config, **overrides})
-        elif config is None:
-            config = RPGConfig.from_preset(preset or "cpu", **overrides)
-        elif overrides:
-            config = dataclasses.replace(config, **overrides)
+        config = resolve_config(RPGConfig, preset, config, overrides)
         self.config: RPGConfig = config
         self.preset = preset
         self.tokenizer: Tokenizer | None = None
