@@ -18,7 +18,9 @@ taking the machine down.
   autoencoder step, then encoding, then one DDPM step; preset ``--pdiff-preset``, default paper).
   Peak = highest RSS during ``fit`` minus RSS just before it: tokenized copies of the data, the
   generator, its optimizer state and the step's activations.
-* **sample**: a fresh process loads the generator (``from_pretrained``) and samples one model.
+* **sample**: a fresh process loads the generator (``from_pretrained``) and samples one model
+  into a ``.safetensors`` file (``sample_to_files``, what ``paramgen sample`` does; RPG streams
+  the values to the file as they are generated, p-diff decodes the whole vector first).
   Peak = highest RSS during load + sample minus RSS after the imports (generator weights
   included, like ``torch.cuda.max_memory_allocated`` counts them; the ~0.3 GB of the Python
   interpreter and torch libraries is not). RPG is measured in each sampling mode; p-diff has
@@ -154,6 +156,14 @@ def _untrained(gen, ckpts) -> None:
     gen.network.eval()
 
 
+def _values_in(path: Path) -> int:
+    """How many values a .safetensors file holds, read from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+
+
 def run_child(job: dict[str, Any]) -> dict[str, Any]:
     """One measurement, in this (fresh) process. Returns numbers or the reason there are none."""
     import torch
@@ -212,7 +222,11 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
             opts = dict(n=1, seed=0, sampler="ddim", steps=job["sample_steps"])
             if job["method"] == "rpg":
                 opts["mode"] = job["mode"]
-            out = gen.sample(**opts)
+            opts.pop("n")
+            # What `paramgen sample` does: the model goes to a .safetensors file. RPG streams the
+            # values there as they are generated; p-diff decodes the whole vector first.
+            target = Path(job["save"]) / f"sample_{job.get('mode', '-')}.safetensors"
+            gen.sample_to_files([target], **opts)
             if cuda:
                 torch.cuda.synchronize()
                 result["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -220,7 +234,8 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
                 result["peak_mb"] = peak_mb() - before
             result.update(seconds=time.perf_counter() - t1, load_seconds=t1 - t0,
                           exact_peak=exact, abs_peak_mb=peak_mb(),
-                          sampled_values=sum(v.numel() for v in out[0].values()))
+                          sampled_values=_values_in(target))
+            target.unlink()
     except BaseException as exc:  # noqa: BLE001  (report every failure, never crash silently)
         result["error"] = "oom" if _is_oom(exc) else type(exc).__name__
         result["message"] = str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
@@ -448,7 +463,8 @@ def main(argv: list[str] | None = None) -> None:
              f"{args.pdiff_preset!r}; {args.ckpts} random checkpoints; DDIM {args.sample_steps} "
              f"sampling step(s); cap {args.max_mb:.0f} MB per measurement; {elapsed:.0f} s in all.",
              "train-step peak: RSS high-water during fit minus RSS before it. sample peak: RSS "
-             "high-water during load + sample of one model minus RSS after imports."
+             "high-water during load + sample of one model to a .safetensors file minus RSS after "
+             "imports."
              + ("" if exact else " (peak reset unavailable: peaks are upper bounds)")]
     print("\n" + text_table(rows))
     print("\n" + "\n".join(checks))

@@ -237,9 +237,27 @@ def test_step_by_step_equals_one_call(kind):
     torch.testing.assert_close(torch.stack(steps, 1), whole, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["mamba", "lstm", "none"])
+@pytest.mark.parametrize("block", [1, 4, 11])
+def test_blocks_with_carried_state_equal_one_call(kind, block):
+    net = build(kind, d_in=6, d_model=(8, 12), d_out=5, d_state=3, d_conv=3, seed=2)
+    assert net.streams
+    x = torch.randn(2, 11, 6)
+    with torch.no_grad():
+        whole = net(x)
+        state = net.init_state(2)
+        parts = []
+        for s in range(0, 11, block):
+            y, state = net.forward_stateful(x[:, s:s + block], state)
+            parts.append(y)
+    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-5, rtol=1e-5)
+
+
 def test_transformer_has_no_step():
+    net = small("transformer")
+    assert not net.streams
     with pytest.raises(NotImplementedError):
-        small("transformer").init_state(1)
+        net.init_state(1)
 
 
 # ---------------------------------------------------------------- gradients, dtypes, seeds

@@ -410,3 +410,31 @@ def test_writer_unflushed_file_is_overwritten(tmp_path: Path) -> None:
     assert len(c) == 2 and sds_equal(c[1], make_sd(2))
     assert sorted(os.listdir(tmp_path)) == ["ckpt_00000.safetensors", "ckpt_00001.safetensors",
                                             MANIFEST]
+
+
+def test_safetensors_stream_writer_order_dtype_and_atomicity(tmp_path):
+    from safetensors.torch import load_file
+
+    from paramgen.io import SafetensorsStreamWriter
+
+    path = tmp_path / "s.safetensors"
+    entries = [("a", [2, 3], torch.float32), ("e", [0], torch.float32), ("b", [4], torch.int64)]
+    with pytest.raises(ValueError, match="'b' while 'a' is due"):
+        with SafetensorsStreamWriter(path, entries) as w:
+            w.write("b", torch.arange(4))
+    assert list(tmp_path.iterdir()) == []  # no torn or temporary file left behind
+    with pytest.raises(ValueError, match="float32 in the header, got data of torch.float64"):
+        with SafetensorsStreamWriter(path, entries) as w:
+            w.write("a", torch.zeros(6, dtype=torch.float64))
+    w = SafetensorsStreamWriter(path, entries)
+    w.write("a", torch.ones(4))
+    with pytest.raises(ValueError, match="closed before 'a' was written"):
+        w.close()
+    assert list(tmp_path.iterdir()) == []
+    with SafetensorsStreamWriter(path, entries, {"format": "pt"}) as w:
+        w.write("a", torch.ones(4))
+        w.write("a", torch.zeros(2))
+        w.write("b", torch.arange(4))
+    got = load_file(str(path))
+    assert torch.equal(got["a"], torch.tensor([[1.0, 1, 1], [1, 0, 0]]))
+    assert got["e"].shape == (0,) and torch.equal(got["b"], torch.arange(4))

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paramgen.tokenize import MODES, Tokenizer
+from paramgen.tokenize import (MODES, Detokenizer, SafetensorsSink, StateDictBuilder,
+                               Tokenizer)
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-1}
@@ -114,3 +115,54 @@ def test_config_round_trip():
     tk2 = Tokenizer.from_config(tk.to_config(), tk.copied_tensors())
     assert torch.equal(tk2.tokenize(sds[1]), tk.tokenize(sds[1]))
     assert torch.equal(tk2.positions, tk.positions)
+
+
+@settings(max_examples=30, deadline=None)
+@given(sds=collections(), token_size=st.integers(1, 40), mode=st.sampled_from(MODES),
+       block=st.integers(1, 9))
+def test_streaming_detokenizer_equals_detokenize(sds, token_size, mode, block):
+    tk = Tokenizer.fit(sds, token_size=token_size, mode=mode)
+    tokens = tk.tokenize(sds[0])
+    builder = StateDictBuilder(tk)
+    stream = Detokenizer(tk, builder)
+    for s in range(0, tk.num_tokens, block):
+        stream.feed(tokens[s:s + block])
+    stream.close()
+    streamed, whole = builder.result(), tk.detokenize(tokens)
+    assert list(streamed) == list(whole)
+    assert all(torch.equal(streamed[k], whole[k]) for k in whole)
+    # Positions and padding come from the layout alone: the valid slots hold every value once.
+    assert int(tk.mask.sum()) == tk.num_values == sum(l.numel for l in tk.layers)
+    assert tk.positions.shape == (tk.num_tokens, 2)
+
+
+def test_safetensors_sink_writes_what_detokenize_gives(tmp_path):
+    from safetensors.torch import load_file
+
+    sds = [{"a.weight": torch.randn(4, 9), "bn.num_batches_tracked": torch.tensor(3),
+            "bn.running_var": torch.rand(9) + 0.1, "empty": torch.zeros(0),
+            "h": torch.randn(5).half()} for _ in range(3)]
+    tk = Tokenizer.fit(sds, token_size=7)
+    tokens = tk.tokenize(sds[1])
+    sink = SafetensorsSink(tk, tmp_path / "m.safetensors")
+    stream = Detokenizer(tk, sink)
+    for s in range(0, tk.num_tokens, 2):
+        stream.feed(tokens[s:s + 2])
+    stream.close()
+    sink.close()
+    got, want = load_file(str(tmp_path / "m.safetensors")), tk.detokenize(tokens)
+    assert sorted(got) == sorted(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]), k
+
+
+def test_detokenizer_rejects_too_few_or_too_many_tokens():
+    sds = [{"w": torch.randn(10)}]
+    tk = Tokenizer.fit(sds, token_size=4)
+    tokens = tk.tokenize(sds[0])
+    stream = Detokenizer(tk, StateDictBuilder(tk))
+    stream.feed(tokens[:2])
+    with pytest.raises(ValueError, match="cut short: 2 of 3"):
+        stream.close()
+    with pytest.raises(ValueError, match="do not fit at token 2"):
+        stream.feed(tokens)

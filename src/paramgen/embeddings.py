@@ -29,24 +29,45 @@ def sinusoidal_2d(positions: Tensor, dim: int) -> Tensor:
 
 
 class PositionEmbedding(nn.Module):
-    """Fixed 2D or 1D sinusoidal embedding, or a learnable one initialised as 2D."""
+    """Fixed 2D or 1D sinusoidal embedding, or a learnable one initialised as 2D.
+
+    The fixed kinds keep only the [L, 2] positions and compute rows when asked: :meth:`rows`
+    gives a block of them without building the whole [L, dim] table, so sampling a model of
+    millions of tokens block by block never holds it.
+    """
 
     def __init__(self, positions: Tensor, dim: int, kind: str = "2d"):
         super().__init__()
         if kind not in POSITION_KINDS:
             raise ValueError(f"position embedding must be one of {POSITION_KINDS}, got {kind!r}")
         self.kind = kind
-        if kind == "1d":
-            table = sinusoidal(torch.arange(len(positions)), dim)
-        else:
-            table = sinusoidal_2d(positions, dim)
-        if kind == "learnable":
-            self.table = nn.Parameter(table)
-        else:
-            self.register_buffer("table", table, persistent=False)
+        self.dim = dim
+        self.register_buffer("positions", positions.long().reshape(-1, 2).clone(),
+                             persistent=False)
+        self.table = nn.Parameter(sinusoidal_2d(positions, dim)) if kind == "learnable" else None
+        self._cache: Tensor | None = None
+
+    def _compute(self, start: int, end: int) -> Tensor:
+        if self.kind == "1d":
+            idx = torch.arange(start, end, device=self.positions.device)
+            return sinusoidal(idx, self.dim).to(self.positions.device)
+        return sinusoidal_2d(self.positions[start:end], self.dim).to(self.positions.device)
+
+    def rows(self, start: int, end: int) -> Tensor:
+        """Embeddings of tokens ``start:end`` [end - start, dim]."""
+        if self.table is not None:
+            return self.table[start:end]
+        if self._cache is not None and self._cache.device == self.positions.device:
+            return self._cache[start:end]
+        return self._compute(start, end)
 
     def forward(self) -> Tensor:
-        return self.table
+        """The whole table [L, dim] (kept after the first call: training asks every step)."""
+        if self.table is not None:
+            return self.table
+        if self._cache is None or self._cache.device != self.positions.device:
+            self._cache = self._compute(0, len(self.positions))
+        return self._cache
 
 
 class ConditionEncoder(nn.Module):

@@ -142,53 +142,50 @@ class Tokenizer:
         return x
 
     def _build_index(self) -> None:
-        """Precompute gather indices: token slot -> flat position in the concatenated vector."""
+        """Lay the tokens out: how many values each token holds, and each token's position.
+
+        Only O(tokens) tables are kept (no per-value index), so a tokenizer for a 10M-parameter
+        model costs a few MB, and sampling can stream tokens without materialising the model.
+        In every mode the valid values of a token are a prefix of it, and the valid values of all
+        tokens, read in order, are the normalised tensors concatenated in layer order.
+        """
         T = self.token_size
-        flat_offsets, total = [], 0
-        for layer in self.layers:
-            flat_offsets.append(total)
-            total += layer.numel
-        self.num_values = total
-        positions: list[tuple[int, int]] = []
-        src: list[Tensor] = []
+        self.num_values = sum(layer.numel for layer in self.layers)
+        valid: list[Tensor] = []
+        positions: list[Tensor] = []
         if self.mode == "flat":
-            n_tokens = max(1, math.ceil(total / T)) if total else 0
-            idx = torch.arange(n_tokens * T)
-            idx[idx >= total] = -1
-            src.append(idx.view(n_tokens, T))
-            # Tokens may span layers; the layer coordinate is that of the token's first value.
-            layer_of = torch.zeros(total, dtype=torch.long)
-            for i, (layer, off) in enumerate(zip(self.layers, flat_offsets)):
-                layer_of[off:off + layer.numel] = i
-            starts_in_layer: dict[int, int] = {}
-            for t in range(n_tokens):
-                li = int(layer_of[t * T])
-                j = starts_in_layer.get(li, 0)
-                starts_in_layer[li] = j + 1
-                positions.append((li, j))
+            total = self.num_values
+            n_tokens = math.ceil(total / T) if total else 0
+            if n_tokens:
+                counts = torch.full((n_tokens,), T, dtype=torch.int32)
+                counts[-1] = total - (n_tokens - 1) * T
+                valid.append(counts)
+                # Tokens may span layers; the layer coordinate is that of the token's first value
+                # and the in-layer coordinate counts the tokens starting in that layer.
+                ends = torch.tensor([l.numel for l in self.layers]).cumsum(0)
+                layer_of = torch.searchsorted(ends, torch.arange(n_tokens) * T, right=True)
+                first = torch.searchsorted(layer_of, layer_of)
+                positions.append(torch.stack([layer_of, torch.arange(n_tokens) - first], 1))
         else:
-            for i, (layer, off) in enumerate(zip(self.layers, flat_offsets)):
+            for i, layer in enumerate(self.layers):
                 j = 0
-                for start, length in layer.chunks:
-                    n_tokens = math.ceil(length / T)
-                    idx = torch.arange(n_tokens * T)
-                    idx = torch.where(idx < length, idx + off + start, torch.full_like(idx, -1))
-                    src.append(idx.view(n_tokens, T))
-                    positions.extend((i, j + k) for k in range(n_tokens))
-                    j += n_tokens
-        self.index = torch.cat(src) if src else torch.zeros(0, T, dtype=torch.long)
-        self.mask = self.index >= 0
-        self.positions = torch.tensor(positions, dtype=torch.long).view(-1, 2)
-        self._gather = self.index.clamp_min(0)
-        self._means = torch.cat([torch.full((l.numel,), l.mean, dtype=torch.float64)
-                                 for l in self.layers]) if self.layers else torch.zeros(0)
-        self._stds = torch.cat([torch.full((l.numel,), l.std, dtype=torch.float64)
-                                for l in self.layers]) if self.layers else torch.zeros(0)
+                for _, length in layer.chunks:
+                    n = math.ceil(length / T)
+                    counts = torch.full((n,), T, dtype=torch.int32)
+                    counts[-1] = length - (n - 1) * T
+                    valid.append(counts)
+                    positions.append(torch.stack(
+                        [torch.full((n,), i), torch.arange(j, j + n)], 1))
+                    j += n
+        self.token_valid = torch.cat(valid) if valid else torch.zeros(0, dtype=torch.int32)
+        self.positions = (torch.cat(positions) if positions
+                          else torch.zeros(0, 2, dtype=torch.long)).long().view(-1, 2)
+        self._mask: Tensor | None = None
 
     # ----------------------------------------------------------------------------- shapes
     @property
     def num_tokens(self) -> int:
-        return int(self.index.shape[0])
+        return int(self.token_valid.shape[0])
 
     @property
     def num_layers(self) -> int:
@@ -198,10 +195,23 @@ class Tokenizer:
     def generated_keys(self) -> list[str]:
         return [l.key for l in self.layers]
 
+    def mask_rows(self, start: int, end: int) -> Tensor:
+        """Bool [end - start, T]: which slots of tokens ``start:end`` hold values (not padding)."""
+        slots = torch.arange(self.token_size)
+        return slots[None, :] < self.token_valid[start:end, None]
+
+    @property
+    def mask(self) -> Tensor:
+        """Bool [L, T]: True where a token slot holds a value, False on padding."""
+        if self._mask is None:
+            self._mask = self.mask_rows(0, self.num_tokens)
+        return self._mask
+
     # ----------------------------------------------------------------------------- transforms
     def flatten(self, sd: Mapping[str, Tensor]) -> Tensor:
         """The normalised generated values of one state dict as one float32 vector."""
-        parts = []
+        out = torch.empty(self.num_values, dtype=torch.float32)
+        offset = 0
         for layer in self.layers:
             if layer.key not in sd:
                 raise KeyError(f"state dict has no key {layer.key!r} that the tokenizer expects")
@@ -209,51 +219,51 @@ class Tokenizer:
             if list(value.shape) != layer.shape:
                 raise ValueError(f"key {layer.key!r} has shape {list(value.shape)}, "
                                  f"the tokenizer expects {layer.shape}")
-            x = self._forward_transform(layer.key, value.detach().double().reshape(-1))
-            parts.append(x)
-        flat = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
-        return ((flat - self._means) / self._stds).float()
+            x = self._forward_transform(layer.key, value.detach().cpu().double().reshape(-1))
+            out[offset:offset + layer.numel] = (x - layer.mean) / layer.std
+            offset += layer.numel
+        return out
+
+    @staticmethod
+    def denormalize(layer: LayerLayout, values: Tensor) -> Tensor:
+        """Normalised values of ``layer`` (any slice of it) -> values in the layer's own dtype."""
+        v = values.double() * layer.std + layer.mean
+        if layer.log_transform:
+            v = torch.exp(v)
+        return v.to(_dtype(layer.dtype))
 
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
         """Inverse of :meth:`flatten`, plus the copied tensors: a complete state dict."""
-        x = flat.detach().double() * self._stds + self._means
-        out: dict[str, Tensor] = {}
+        if flat.dim() != 1 or flat.numel() != self.num_values:
+            raise ValueError(f"expected a flat vector of {self.num_values} values, "
+                             f"got shape {tuple(flat.shape)}")
+        builder = StateDictBuilder(self)
         offset = 0
-        generated = {}
         for layer in self.layers:
-            v = x[offset:offset + layer.numel]
+            builder.put(layer, 0, self.denormalize(layer, flat[offset:offset + layer.numel]))
             offset += layer.numel
-            if layer.log_transform:
-                v = torch.exp(v)
-            generated[layer.key] = v.reshape(layer.shape).to(_dtype(layer.dtype))
-        for key in self.key_order:
-            if key in generated:
-                out[key] = generated[key]
-            else:
-                out[key] = self.copied[key].clone()
-        return out
+        return builder.result()
 
     def tokenize(self, sd: Mapping[str, Tensor]) -> Tensor:
         """One state dict -> tokens [L, T] (float32; padding is zero, see ``mask``)."""
-        flat = self.flatten(sd)
-        return flat[self._gather] * self.mask
+        tokens = torch.zeros(self.num_tokens, self.token_size)
+        tokens[self.mask] = self.flatten(sd)
+        return tokens
 
     def tokens_to_flat(self, tokens: Tensor) -> Tensor:
         """Tokens [..., L, T] -> flat normalised vectors [..., num_values]; padding dropped."""
-        lead = tokens.shape[:-2]
-        t = tokens.reshape(*lead, -1)
-        sel = self.index.reshape(-1)
-        keep = sel >= 0
-        flat = torch.empty(*lead, self.num_values, dtype=tokens.dtype, device=tokens.device)
-        flat[..., sel[keep].to(tokens.device)] = t[..., keep.to(tokens.device)]
-        return flat
+        return tokens[..., self.mask.to(tokens.device)]
 
     def detokenize(self, tokens: Tensor) -> dict[str, Tensor]:
         """Tokens [L, T] -> state dict with the original keys, shapes and dtypes."""
         if tuple(tokens.shape) != (self.num_tokens, self.token_size):
             raise ValueError(f"expected tokens of shape {(self.num_tokens, self.token_size)}, "
                              f"got {tuple(tokens.shape)}")
-        return self.unflatten(self.tokens_to_flat(tokens.cpu()))
+        builder = StateDictBuilder(self)
+        stream = Detokenizer(self, builder)
+        stream.feed(tokens.detach().cpu())
+        stream.close()
+        return builder.result()
 
     # ----------------------------------------------------------------------------- persistence
     def to_config(self) -> dict:
@@ -280,3 +290,100 @@ class Tokenizer:
             copied[key] = tensors[name].to(_dtype(meta["dtype"])).reshape(meta["shape"])
         layers = [LayerLayout(**l) for l in config["layers"]]
         return cls(config["token_size"], config["mode"], layers, copied, config["key_order"])
+
+
+class StateDictBuilder:
+    """A sink for :class:`Detokenizer`: fills preallocated tensors, then gives the state dict."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.generated = {l.key: torch.empty(l.numel, dtype=_dtype(l.dtype))
+                          for l in tokenizer.layers}
+
+    def put(self, layer: LayerLayout, start: int, values: Tensor) -> None:
+        self.generated[layer.key][start:start + values.numel()] = values
+
+    def result(self) -> dict[str, Tensor]:
+        shapes = {l.key: l.shape for l in self.tokenizer.layers}
+        out: dict[str, Tensor] = {}
+        for key in self.tokenizer.key_order:
+            if key in self.generated:
+                out[key] = self.generated[key].view(shapes[key])
+            else:
+                out[key] = self.tokenizer.copied[key].clone()
+        return out
+
+
+class Detokenizer:
+    """Streaming inverse of :meth:`Tokenizer.tokenize`: feed tokens in order, a block at a time.
+
+    Each block's values are denormalised and cast at once and handed to ``sink.put(layer,
+    start, values)`` (``start`` counts values within the layer), so no more than one block is
+    ever held here: a model of any size can be written out as its tokens are generated.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, sink) -> None:
+        self.tokenizer = tokenizer
+        self.sink = sink
+        self.next_token = 0
+        self._layer = 0
+        self._filled = 0  # values of the current layer already handed to the sink
+
+    def feed(self, tokens: Tensor) -> None:
+        """The next ``tokens.shape[0]`` tokens [k, T] of the model."""
+        tk = self.tokenizer
+        start, end = self.next_token, self.next_token + tokens.shape[0]
+        if tokens.dim() != 2 or tokens.shape[1] != tk.token_size or end > tk.num_tokens:
+            raise ValueError(f"tokens {tuple(tokens.shape)} do not fit at token {start} of "
+                             f"{tk.num_tokens} (token size {tk.token_size})")
+        values = tokens[tk.mask_rows(start, end)]
+        self.next_token = end
+        while values.numel():
+            layer = tk.layers[self._layer]
+            take = min(layer.numel - self._filled, values.numel())
+            self.sink.put(layer, self._filled, tk.denormalize(layer, values[:take]))
+            values = values[take:]
+            self._filled += take
+            if self._filled == layer.numel:
+                self._layer += 1
+                self._filled = 0
+
+    def close(self) -> None:
+        if self.next_token != self.tokenizer.num_tokens:
+            raise ValueError(f"the model was cut short: {self.next_token} of "
+                             f"{self.tokenizer.num_tokens} tokens given")
+
+
+class SafetensorsSink:
+    """A sink for :class:`Detokenizer` that writes the model straight to a ``.safetensors`` file
+    (copied tensors included, in the state dict's key order) without holding it in memory."""
+
+    def __init__(self, tokenizer: Tokenizer, path, metadata: Mapping[str, str] | None = None
+                 ) -> None:
+        from paramgen.io import SafetensorsStreamWriter
+
+        self.tokenizer = tokenizer
+        layouts = {l.key: l for l in tokenizer.layers}
+        entries = []
+        for key in tokenizer.key_order:
+            if key in layouts:
+                entries.append((key, layouts[key].shape, _dtype(layouts[key].dtype)))
+            else:
+                v = tokenizer.copied[key]
+                entries.append((key, list(v.shape), v.dtype))
+        self.writer = SafetensorsStreamWriter(path, entries, dict(metadata or {}))
+
+    def _copy_due(self) -> None:
+        while (name := self.writer.next_name) is not None and name in self.tokenizer.copied:
+            self.writer.write(name, self.tokenizer.copied[name])
+
+    def put(self, layer: LayerLayout, start: int, values: Tensor) -> None:
+        self._copy_due()
+        self.writer.write(layer.key, values)
+
+    def close(self):
+        self._copy_due()
+        return self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()

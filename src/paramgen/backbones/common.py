@@ -110,6 +110,22 @@ class Backbone(nn.Module):
         """One token [B, d_in] -> (prototype [B, d_out], next state)."""
         raise NotImplementedError(f"the {self.kind} backbone does not support step()")
 
+    @property
+    def streams(self) -> bool:
+        """Whether this kind carries a state from one block of tokens to the next, so a long
+        sequence can be run a block at a time (:meth:`forward_stateful`) in bounded memory."""
+        return type(self).init_state is not Backbone.init_state
+
+    def forward_stateful(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """The tokens [B, C, d_in] that follow ``state`` -> (prototypes [B, C, d_out], the state
+        after them). Running a sequence block by block gives what one forward call gives.
+        This default steps token by token; kinds override it with a block-wise computation."""
+        outs = []
+        for t in range(x.shape[1]):
+            y, state = self.step(x[:, t], state)
+            outs.append(y)
+        return torch.stack(outs, 1), state
+
 
 class ResidualStack(Backbone):
     """Input projection, pre-norm residual blocks (resized between layers of different width),
@@ -126,6 +142,17 @@ class ResidualStack(Backbone):
             nn.Linear(a, b) if a != b else nn.Identity() for a, b in zip(sizes[:-1], sizes[1:]))
         self.norm = nn.RMSNorm(sizes[-1], eps=norm_eps)
         self.head = ProjectionHead(sizes[-1], d_out, head_hidden, out_scale)
+
+    def forward_stateful(self, x: Tensor, state: list[Any]) -> tuple[Tensor, list[Any]]:
+        h = self.in_proj(x).to(x.dtype)
+        new_state = []
+        for i, block in enumerate(self.blocks):
+            if i:
+                h = self.resize[i - 1](h).to(x.dtype)
+            out, s = block.mixer.forward_stateful(block.norm(h), state[i])
+            h = h + out
+            new_state.append(s)
+        return self.head(self.norm(h)), new_state
 
     def _run(self, x: Tensor) -> Tensor:
         # The residual stream stays in the input dtype (float32 under autocast) so that bf16

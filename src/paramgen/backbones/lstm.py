@@ -44,6 +44,15 @@ class LSTMBackbone(Backbone):
         return [(torch.zeros(1, batch, lstm.hidden_size, device=device),
                  torch.zeros(1, batch, lstm.hidden_size, device=device)) for lstm in self.layers]
 
+    def forward_stateful(self, x: Tensor, state: list[tuple[Tensor, Tensor]]
+                         ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        h = x
+        new_state = []
+        for lstm, s in zip(self.layers, state):
+            h, s = lstm(h, s)
+            new_state.append(s)
+        return self.head(self.norm(h.to(x.dtype))), new_state
+
     def step(self, x: Tensor, state: list[tuple[Tensor, Tensor]]
              ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         if x.dim() != 2 or x.shape[-1] != self.d_in:

@@ -133,6 +133,23 @@ class MambaMixer(nn.Module):
         ssm = torch.zeros(batch, self.d_inner, self.d_state, device=device)
         return conv, ssm
 
+    def forward_stateful(self, x: Tensor, state: tuple[Tensor, Tensor]
+                         ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """A block of tokens [B, C, d_model] after ``state`` -> ([B, C, d_model], next state):
+        the convolution reads the previous block's last inputs, the scan starts from its state.
+        Always the pure-PyTorch scan (``mamba_ssm``'s kernel takes no initial state)."""
+        conv_state, h = state
+        xi, z = self.in_proj(x).chunk(2, dim=-1)
+        window = torch.cat([conv_state, xi.transpose(1, 2).to(conv_state.dtype)], dim=-1)
+        u = F.silu(F.conv1d(window, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner))
+        u = u.to(xi.dtype).transpose(1, 2)
+        dt, b, c = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        A = -torch.exp(self.A_log.float())
+        y, h = SCANS[self.scan](u, self._delta(dt), A, b, c, h0=h.float(), return_state=True)
+        y = (y + u.float() * self.D.float()) * F.silu(z.float())
+        keep = window[..., window.shape[-1] - (self.d_conv - 1):]
+        return self.out_proj(y.to(z.dtype)), (keep, h)
+
     def step(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """One token [B, d_model] -> ([B, d_model], next state); the same arithmetic as the
         ``"ref"`` scan, so stepping reproduces a one-call forward to float rounding."""

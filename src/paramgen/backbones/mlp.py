@@ -51,6 +51,9 @@ class TokenMLPBackbone(ResidualStack):
     def init_state(self, batch: int, device: torch.device | str | None = None) -> None:
         return None  # nothing carries over between tokens
 
+    def forward_stateful(self, x: Tensor, state: None) -> tuple[Tensor, None]:
+        return self._run(x), None
+
     def step(self, x: Tensor, state: None) -> tuple[Tensor, None]:
         if x.dim() != 2 or x.shape[-1] != self.d_in:
             raise ValueError(f"step expects one token [batch, {self.d_in}], got {tuple(x.shape)}")

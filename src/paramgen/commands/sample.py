@@ -43,16 +43,17 @@ def parse_condition(text: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramgen import io
     from paramgen.methods import load_generator
 
     gen = load_generator(args.gen)
     options = {k: v for k, v in (("mode", args.mode), ("sampler", args.sampler),
                                  ("steps", args.steps)) if v is not None}
-    models = gen.sample(args.num, condition=parse_condition(args.condition), seed=args.seed,
-                        **options)
+    if args.num < 1:
+        raise ValueError(f"-n must be at least 1, got {args.num}")
     out = Path(args.out)
-    for i, sd in enumerate(models):
-        io.save_safetensors(out / f"sample_{i:03d}.safetensors", sd)
-    print(f"wrote {len(models)} models to {out}")
+    paths = [out / f"sample_{i:03d}.safetensors" for i in range(args.num)]
+    # Streamed to disk as generated (RPG): memory does not grow with the model's size.
+    gen.sample_to_files(paths, condition=parse_condition(args.condition), seed=args.seed,
+                        progress=True, **options)
+    print(f"wrote {len(paths)} models to {out}")
     return 0

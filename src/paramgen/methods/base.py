@@ -35,6 +35,19 @@ class Generator(ABC):
                **options: Any) -> list[dict[str, Tensor]]:
         """``n`` new state dicts with exactly the training keys, shapes and dtypes."""
 
+    def sample_to_files(self, paths: Sequence[str | os.PathLike], condition: Any = None,
+                        seed: int = 0, metadata: dict[str, str] | None = None,
+                        **options: Any) -> list[Path]:
+        """Sample ``len(paths)`` models and write each to its ``.safetensors`` path.
+
+        This default holds the models in memory first; RPG overrides it to stream the values
+        to disk as they are generated.
+        """
+        from paramgen import io
+
+        models = self.sample(len(paths), condition=condition, seed=seed, **options)
+        return [io.save_safetensors(p, sd, metadata) for p, sd in zip(paths, models)]
+
     @abstractmethod
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to a folder."""

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from safetensors.torch import load_file
@@ -31,7 +31,8 @@ from paramgen.embeddings import ConditionEncoder, PositionEmbedding
 from paramgen.methods.base import (FORMAT, FORMAT_VERSION, Generator, read_config,
                                    resolve_config)
 from paramgen.methods.presets import RPG_PRESETS
-from paramgen.tokenize import Tokenizer
+from paramgen.tokenize import (Detokenizer, SafetensorsSink, StateDictBuilder,
+                                Tokenizer)
 
 SAMPLING_MODES = ("sequential", "partial", "full")
 PERMUTATION_STATES = ("auto", "checkpoint", "run", "none")
@@ -151,8 +152,9 @@ class RPGNetwork(nn.Module):
         return out + prototypes if self.prototype_skip else out
 
     def backbone_input(self, states: Tensor | None, conditions: Tensor | None,
-                       batch: int) -> Tensor:
-        pos = self.position()
+                       batch: int, start: int = 0, end: int | None = None) -> Tensor:
+        """What the backbone reads for tokens ``start:end`` (default all) of ``batch`` models."""
+        pos = self.position() if start == 0 and end is None else self.position.rows(start, end)
         h = pos.unsqueeze(0).expand(batch, -1, -1)
         if self.states is not None and states is not None:
             h = h + self.states(states).unsqueeze(1)
@@ -351,6 +353,21 @@ class RPG(Generator):
         if self.network is None or self.tokenizer is None:
             raise RuntimeError("this RPG generator is not trained: call fit() or from_pretrained()")
 
+    def _pick_states(self, n: int, state: int | Sequence[int] | None,
+                     gen: torch.Generator) -> Tensor | None:
+        if self._num_states > 0:
+            if state is None:
+                return torch.randint(0, self._num_states, (n,), generator=gen)
+            states = torch.as_tensor(state, dtype=torch.long).reshape(-1).expand(n).clone()
+            if int(states.min()) < 0 or int(states.max()) >= self._num_states:
+                raise ValueError(f"permutation state must be in [0, {self._num_states}), "
+                                 f"got {state}")
+            return states
+        if state is not None:
+            raise ValueError("this generator has no permutation states "
+                             f"(permutation_state={self._state_kind!r})")
+        return None
+
     @torch.no_grad()
     def prototypes(self, n: int, condition: Any = None, seed: int = 0,
                    state: int | Sequence[int] | None = None) -> Tensor:
@@ -358,35 +375,22 @@ class RPG(Generator):
         self._require_fitted()
         device = self.device
         net = self.network.to(device).eval()
-        gen = torch.Generator().manual_seed(seed)
         cond = self._conditions(condition, n, device)
-        states = None
-        if self._num_states > 0:
-            if state is None:
-                states = torch.randint(0, self._num_states, (n,), generator=gen)
-            else:
-                states = torch.as_tensor(state, dtype=torch.long).reshape(-1).expand(n).clone()
-                if int(states.min()) < 0 or int(states.max()) >= self._num_states:
-                    raise ValueError(f"permutation state must be in [0, {self._num_states}), "
-                                     f"got {state}")
-            states = states.to(device)
-        elif state is not None:
-            raise ValueError("this generator has no permutation states "
-                             f"(permutation_state={self._state_kind!r})")
+        states = self._pick_states(n, state, torch.Generator().manual_seed(seed))
+        states = states.to(device) if states is not None else None
         with self._autocast(device):
             return net.prototypes(states, cond, n).float()
 
-    @torch.no_grad()
-    def sample(self, n: int = 1, condition: Any = None, seed: int = 0, mode: str | None = None,
-               sampler: str | None = None, steps: int | None = None,
-               state: int | Sequence[int] | None = None, progress: bool = False,
-               return_tokens: bool = False) -> list[dict[str, Tensor]]:
-        """Generate ``n`` state dicts.
+    def _token_blocks(self, n: int, condition: Any, seed: int, mode: str | None,
+                      sampler: str | None, steps: int | None,
+                      state: int | Sequence[int] | None, progress: bool
+                      ) -> Iterator[tuple[list[int], int, Tensor]]:
+        """Generate tokens block by block: yields (models, first token, tokens [k, c, T]).
 
-        ``mode``: sequential (one token at a time: least memory), partial (``partial_batch``
-        tokens at a time, default) or full (all tokens of all n models at once).
-        ``sampler``/``steps``: ddpm (all timesteps) or ddim with ``steps`` steps.
-        ``state``: the permutation state to use (default: drawn at random per model).
+        A backbone that carries state (mamba, lstm, none) runs one block of token positions at
+        a time, so nothing of size L is ever held: sequential mode (one model, one token at a
+        time) samples a model of any size in constant memory. The transformer has no state to
+        carry; its prototypes for the whole sequence are computed first.
         """
         from tqdm.auto import tqdm
 
@@ -403,28 +407,102 @@ class RPG(Generator):
         if sampler == "ddim" and steps is None:
             steps = 60
         device = self.device
-        protos = self.prototypes(n, condition, seed, state)                   # [n, L, T]
+        net = self.network.to(device).eval()
+        cond = self._conditions(condition, n, device)
+        states = self._pick_states(n, state, torch.Generator().manual_seed(seed))
+        noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
         L, T = self.tokenizer.num_tokens, self.tokenizer.token_size
-        flat_protos = protos.reshape(n * L, T)
-        chunk = {"sequential": 1, "partial": cfg.partial_batch, "full": n * L}[mode]
-        gen = torch.Generator(device=device).manual_seed(seed + 1)
-        out = torch.empty(n * L, T)
-        net = self.network
+        # sequential: one model at a time, one token at a time; partial: all models together,
+        # about partial_batch tokens a block; full: everything in one block.
+        groups = [[i] for i in range(n)] if mode == "sequential" else [list(range(n))]
+        width = {"sequential": 1, "partial": max(1, cfg.partial_batch // n), "full": L}[mode]
+        backbone = net.backbone
         bar = tqdm(total=n * L, desc="rpg sample", disable=not progress, dynamic_ncols=True)
-        for start in range(0, n * L, chunk):
-            p = flat_protos[start:start + chunk].to(device)
-            noise = torch.randn(p.shape, generator=gen, device=device)
-            with self._autocast(device):
-                x = run_sampler(lambda xt, t: net.denoise(xt, t, p), noise, self.schedule,
-                                sampler, steps, cfg.prediction,
-                                generator=gen)
-            out[start:start + chunk] = x.float().cpu()
-            bar.update(p.shape[0])
+        for group in groups:
+            idx = torch.tensor(group)
+            st = states[idx].to(device) if states is not None else None
+            cd = cond[idx.to(device)] if cond is not None else None
+            k = len(group)
+            if backbone.streams:
+                carry = backbone.init_state(k, device)
+            else:
+                with self._autocast(device):
+                    whole = net.prototypes(st, cd, k).float()
+            for start in range(0, L, width):
+                end = min(start + width, L)
+                if backbone.streams:
+                    with self._autocast(device):
+                        protos, carry = backbone.forward_stateful(
+                            net.backbone_input(st, cd, k, start, end), carry)
+                    protos = protos.float()
+                else:
+                    protos = whole[:, start:end]
+                p = protos.reshape(k * (end - start), T)
+                noise = torch.randn(p.shape, generator=noise_gen, device=device)
+                with self._autocast(device):
+                    x = run_sampler(lambda xt, t: net.denoise(xt, t, p), noise, self.schedule,
+                                    sampler, steps, cfg.prediction, generator=noise_gen)
+                yield group, start, x.float().cpu().reshape(k, end - start, T)
+                bar.update(p.shape[0])
         bar.close()
-        tokens = out.reshape(n, L, T)
+
+    @torch.no_grad()
+    def sample(self, n: int = 1, condition: Any = None, seed: int = 0, mode: str | None = None,
+               sampler: str | None = None, steps: int | None = None,
+               state: int | Sequence[int] | None = None, progress: bool = False,
+               return_tokens: bool = False) -> list[dict[str, Tensor]]:
+        """Generate ``n`` state dicts.
+
+        ``mode``: sequential (one model and one token at a time: least memory), partial (about
+        ``partial_batch`` tokens at a time, default) or full (all tokens of all n models at once).
+        ``sampler``/``steps``: ddpm (all timesteps) or ddim with ``steps`` steps.
+        ``state``: the permutation state to use (default: drawn at random per model).
+        ``return_tokens``: give the raw tokens [n, L, T] instead of state dicts.
+        """
+        blocks = self._token_blocks(n, condition, seed, mode, sampler, steps, state, progress)
+        tk = self.tokenizer
         if return_tokens:
+            tokens = torch.empty(n, tk.num_tokens, tk.token_size)
+            for group, start, x in blocks:
+                tokens[group, start:start + x.shape[1]] = x
             return tokens
-        return [self.tokenizer.detokenize(tokens[i]) for i in range(n)]
+        builders = [StateDictBuilder(tk) for _ in range(n)]
+        self._detokenize_blocks(blocks, builders)
+        return [b.result() for b in builders]
+
+    def _detokenize_blocks(self, blocks, sinks: list) -> None:
+        streams = [Detokenizer(self.tokenizer, sink) for sink in sinks]
+        for group, _, x in blocks:
+            for j, i in enumerate(group):
+                streams[i].feed(x[j])
+        for stream in streams:
+            stream.close()
+
+    @torch.no_grad()
+    def sample_to_files(self, paths: Sequence[str | os.PathLike], condition: Any = None,
+                        seed: int = 0, mode: str | None = None, sampler: str | None = None,
+                        steps: int | None = None, state: int | Sequence[int] | None = None,
+                        progress: bool = False,
+                        metadata: dict[str, str] | None = None) -> list[Path]:
+        """Sample ``len(paths)`` models straight into ``.safetensors`` files.
+
+        The values go to disk as they are generated: with ``mode="sequential"`` the memory used
+        does not grow with the model's size (a 10M-parameter model costs no more than a 10K one;
+        ``benchmarks/memory_scaling.py`` measures it). Each file appears only when complete.
+        """
+        self._require_fitted()
+        sinks = []
+        try:
+            for p in paths:
+                sinks.append(SafetensorsSink(self.tokenizer, p, metadata))
+            blocks = self._token_blocks(len(sinks), condition, seed, mode, sampler, steps,
+                                        state, progress)
+            self._detokenize_blocks(blocks, sinks)
+            return [sink.close() for sink in sinks]
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, path: str | os.PathLike) -> Path:
