@@ -25,11 +25,12 @@ from paramgen.evaluation.core import build_model, load_into
 from paramgen.metrics import balanced_accuracy, predict
 
 
-def generated_scores(gen, info, x, y, bits: str, n: int, seed: int) -> list[float]:
+def generated_scores(gen, info, x, y, bits: str, n: int, seed: int,
+                     steps: int | None = None) -> list[float]:
     model = build_model(info)
     yb = relabel(y, bits)
     out = []
-    for sd in gen.sample(n, condition=bits, seed=seed, mode="full"):
+    for sd in gen.sample(n, condition=bits, seed=seed, mode="full", steps=steps):
         out.append(balanced_accuracy(predict(load_into(model, sd), x), yb))
     return out
 
@@ -45,6 +46,11 @@ def main() -> None:
     ap.add_argument("--flipped", type=int, default=10, help="seen tasks to flip")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--save", default=None, metavar="DIR", help="save the trained generator")
+    ap.add_argument("--load", default=None, metavar="DIR",
+                    help="evaluate a generator saved by --save (same grid and --seed) instead "
+                         "of training one")
+    ap.add_argument("--sample-steps", type=int, default=None, help="DDIM steps when sampling")
     args = ap.parse_args()
 
     grid = pg.CheckpointSet.load(args.grid)
@@ -52,10 +58,14 @@ def main() -> None:
     tasks = [grid.provenance(i)["task"] for i in range(len(grid))]
     seen, unseen = split_tasks(tasks, args.holdout, args.seed)
     keep = [i for i, t in enumerate(tasks) if t in set(seen)]
-    overrides = parse_overrides(args.set)
-    gen = pg.RPG(preset=args.preset, **overrides)
     t0 = time.time()
-    gen.fit(grid.subset(keep), steps=args.steps, seed=args.seed)
+    if args.load:
+        gen = pg.RPG.from_pretrained(args.load)
+    else:
+        gen = pg.RPG(preset=args.preset, **parse_overrides(args.set))
+        gen.fit(grid.subset(keep), steps=args.steps, seed=args.seed)
+        if args.save:
+            gen.save_pretrained(args.save)
     fit_s = time.time() - t0
 
     _, _, x, y = load(info["data"])
@@ -65,7 +75,8 @@ def main() -> None:
     rows = []
     t0 = time.time()
     for bits in unseen[:args.max_unseen]:
-        scores = generated_scores(gen, info, x, y, bits, args.samples, args.seed)
+        scores = generated_scores(gen, info, x, y, bits, args.samples, args.seed,
+                                  args.sample_steps)
         rows.append((bits, max(direct[bits]), max(scores), statistics.mean(scores),
                      statistics.pstdev(scores)))
     sample_s = time.time() - t0
