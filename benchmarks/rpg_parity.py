@@ -1,10 +1,11 @@
-"""Does RPG reproduce a collection it never saw the architecture of? (issue: RPG end to end)
+"""Does a generator reproduce a collection of an architecture it was not built around?
 
 Trains a small LayerNorm MLP (not in the zoo) on mnist1d with a plain loop, keeps training and
-saves checkpoints, fits RPG, samples models and prints original vs generated accuracy
+saves checkpoints, fits RPG (or p-diff), samples models and prints original vs generated accuracy
 (best / mean / median / min / std), the fit time, and whether any sample equals a checkpoint.
 
     python benchmarks/rpg_parity.py --preset tiny --steps 1500
+    python benchmarks/rpg_parity.py --method pdiff            # p-diff, preset cpu
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def summary(values: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--method", choices=["rpg", "pdiff"], default="rpg")
+    ap.add_argument("--preset", default=None, help="default: tiny for rpg, cpu for pdiff")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--backbone", default=None)
     ap.add_argument("-n", type=int, default=30, help="checkpoints")
@@ -86,7 +88,12 @@ def main() -> None:
         model.load_state_dict(sd)
         originals.append(accuracy(model, x_te, y_te))
     overrides = {"backbone": args.backbone} if args.backbone else {}
-    gen = pg.RPG(preset=args.preset, **overrides)
+    if args.method == "rpg":
+        args.preset = args.preset or "tiny"
+        gen = pg.RPG(preset=args.preset, **overrides)
+    else:
+        args.preset = args.preset or "cpu"
+        gen = pg.PDiff(preset=args.preset)
     t0 = time.time()
     gen.fit(pg.CheckpointSet.from_state_dicts(sds), steps=args.steps, seed=args.seed)
     fit_s = time.time() - t0
@@ -99,9 +106,10 @@ def main() -> None:
         generated.append(accuracy(model, x_te, y_te))
     equal = sum(any(all(torch.equal(s[k], c[k]) for k in c) for c in sds) for s in samples)
     params = sum(v.numel() for v in sds[0].values() if v.is_floating_point())
-    print(f"\nLayerNorm MLP on mnist1d, {params} parameters, {len(sds)} checkpoints; "
-          f"RPG preset {args.preset} ({gen.config.backbone}), "
-          f"{args.steps or gen.config.steps} steps")
+    what = (f"RPG preset {args.preset} ({gen.config.backbone}), "
+            f"{args.steps or gen.config.steps} steps" if args.method == "rpg"
+            else f"p-diff preset {args.preset}")
+    print(f"\nLayerNorm MLP on mnist1d, {params} parameters, {len(sds)} checkpoints; {what}")
     print(f"fit {fit_s:.0f} s, sampling {args.samples} models {sample_s:.0f} s")
     print(f"{'':10s} {'best':>6s} {'mean':>6s} {'median':>6s} {'min':>6s} {'std':>5s}")
     print(f"{'original':10s} {summary(originals)}")
