@@ -45,6 +45,7 @@ def test_task_grid_to_prompt(tmp_path, capsys):
                  "--out", str(grid), "--workers", "1", "--no-progress"]) == 0
     assert main(["train", "--ckpts", str(grid), "--condition-from", "manifest", "--holdout",
                  "0.2", "--steps", "60", "--out", str(gen), "--quiet"]) == 0
+    assert json.loads((gen / "config.json").read_text())["preset"] == "cpu-tasks"
     split = json.loads((gen / "split.json").read_text())
     assert len(split["unseen"]) >= 1 and len(split["seen"]) >= 1
     assert not set(split["seen"]) & set(split["unseen"])

@@ -32,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="rpg", choices=["rpg", "pdiff"],
                         help="generator: rpg (recurrent diffusion) or pdiff (autoencoder + latent "
                              "diffusion) (default: %(default)s)")
-    parser.add_argument("--preset", default="cpu",
-                        help="named settings: rpg: cpu, tiny, small, base, large; pdiff: cpu, "
-                             "paper (default: %(default)s)")
+    parser.add_argument("--preset", default=None,
+                        help="named settings: rpg: cpu, cpu-tasks, tiny, small, base, large; "
+                             "pdiff: cpu, cpu-partial, paper, official (default: cpu, or "
+                             "cpu-tasks for rpg with --condition-from)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
                                                info=ckpts.info)
     cls = METHODS[args.method]
+    if args.preset is None:
+        args.preset = "cpu-tasks" if args.method == "rpg" and args.condition_from else "cpu"
     gen = cls(preset=args.preset, **overrides)
     t0 = time.time()
     gen.fit(ckpts, steps=args.steps, seed=args.seed,

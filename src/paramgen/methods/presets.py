@@ -1,8 +1,9 @@
 """Named RPG settings, as data. The four paper presets follow RPG Table 11/12; ``cpu`` is ours.
 
 small / base / large keep the paper's architecture sizes and training recipe (AdamW, lr 3e-5,
-or 1e-5 for large, 80k/120k steps); tiny keeps the paper's sizes with our CPU-budget recipe. ``cpu`` is sized so that a collection of a small model trains to
-parity in minutes on a 2-core CPU; docs/architecture.md says how it was chosen.
+or 1e-5 for large, 80k/120k steps); tiny keeps the paper's sizes with our CPU-budget recipe.
+``cpu`` is sized so that a collection of a small model trains to parity in minutes on a 2-core
+CPU; docs/architecture.md says how it was chosen. ``cpu-tasks`` is ``cpu`` for task grids.
 """
 
 from __future__ import annotations
@@ -31,3 +32,7 @@ RPG_PRESETS: dict[str, dict] = {
                 prediction="sample", prototype_skip=True, lr=1e-3, min_lr_ratio=0.01,
                 diffusion_batch=64, steps=600),
 }
+# A task grid holds hundreds to a thousand tasks: more checkpoints and tokens a step, and more
+# steps, than one collection needs (docs/tasks.md has the measurements).
+RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_batch=256,
+                                steps=4000)
