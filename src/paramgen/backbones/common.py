@@ -143,16 +143,22 @@ class ResidualStack(Backbone):
         self.norm = nn.RMSNorm(sizes[-1], eps=norm_eps)
         self.head = ProjectionHead(sizes[-1], d_out, head_hidden, out_scale)
 
-    def forward_stateful(self, x: Tensor, state: list[Any]) -> tuple[Tensor, list[Any]]:
+    def _carry(self, x: Tensor, state: list[Any],
+               advance: Callable[[nn.Module, Tensor, Any], tuple[Tensor, Any]]
+               ) -> tuple[Tensor, list[Any]]:
+        """The stack with each mixer advanced by ``advance(mixer, input, its state)``."""
         h = self.in_proj(x).to(x.dtype)
         new_state = []
         for i, block in enumerate(self.blocks):
             if i:
                 h = self.resize[i - 1](h).to(x.dtype)
-            out, s = block.mixer.forward_stateful(block.norm(h), state[i])
+            out, s = advance(block.mixer, block.norm(h), state[i])
             h = h + out
             new_state.append(s)
         return self.head(self.norm(h)), new_state
+
+    def forward_stateful(self, x: Tensor, state: list[Any]) -> tuple[Tensor, list[Any]]:
+        return self._carry(x, state, lambda mixer, h, s: mixer.forward_stateful(h, s))
 
     def _run(self, x: Tensor) -> Tensor:
         # The residual stream stays in the input dtype (float32 under autocast) so that bf16

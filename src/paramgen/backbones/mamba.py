@@ -208,12 +208,4 @@ class MambaBackbone(ResidualStack):
     def step(self, x: Tensor, state: list[Any]) -> tuple[Tensor, list[Any]]:
         if x.dim() != 2 or x.shape[-1] != self.d_in:
             raise ValueError(f"step expects one token [batch, {self.d_in}], got {tuple(x.shape)}")
-        h = self.in_proj(x).to(x.dtype)
-        new_state = []
-        for i, block in enumerate(self.blocks):
-            if i:
-                h = self.resize[i - 1](h).to(x.dtype)
-            out, s = block.mixer.step(block.norm(h), state[i])
-            h = h + out
-            new_state.append(s)
-        return self.head(self.norm(h)), new_state
+        return self._carry(x, state, lambda mixer, h, s: mixer.step(h, s))
