@@ -94,7 +94,7 @@ def main() -> None:
     print(f"gap (original - generated mean): {100 * (m_orig - m_gen):.2f} points; "
           f"worst unseen task's generated mean: {100 * worst:.1f}")
 
-    print(f"\nflipped embeddings (RPG Table 10): every bit of a seen task inverted")
+    print("\nflipped embeddings (RPG Table 10): every bit of a seen task inverted")
     print(f"{'seen task':12s} {'gen mean':>9s} {'flipped':12s} {'gen mean':>9s} {'in grid':>8s}")
     g = torch.Generator().manual_seed(args.seed)
     picks = torch.randperm(len(seen), generator=g)[:args.flipped].tolist()
