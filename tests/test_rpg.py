@@ -192,3 +192,20 @@ def test_block_streamed_prototypes_match_one_pass(backbone):
     for mode in ("sequential", "partial", "full"):
         tokens = gen.sample(2, seed=4, mode=mode, return_tokens=True)
         torch.testing.assert_close(tokens, protos, atol=1e-5, rtol=1e-5)
+
+
+def test_default_preset_follows_the_collection():
+    plain = CheckpointSet.from_state_dicts(make_sds(4))
+    gen = RPG(token_size=16, d_model=(32, 32), d_state=4, denoiser_channels=(1, 8, 16))
+    gen.fit(plain, steps=1, progress=False)
+    assert gen.preset == "cpu" and gen.config.batch_size == 16 and gen.config.token_size == 16
+    bits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    tasks = CheckpointSet.from_state_dicts(make_sds(4), conditions=bits)
+    gen = RPG(token_size=16, d_model=(32, 32), d_state=4, denoiser_channels=(1, 8, 16))
+    gen.fit(tasks, steps=1, progress=False)
+    assert gen.preset == "cpu-tasks" and gen.config.batch_size == 32
+    assert gen.config.token_size == 16  # overrides still apply
+    # An explicit preset is kept whatever the data.
+    gen = RPG(preset="cpu", token_size=16, d_model=(32, 32), d_state=4,
+              denoiser_channels=(1, 8, 16)).fit(tasks, steps=1, progress=False)
+    assert gen.preset == "cpu" and gen.config.batch_size == 16

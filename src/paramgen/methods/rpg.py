@@ -183,12 +183,19 @@ def _resolve_device(name: str) -> torch.device:
 
 
 class RPG(Generator):
-    """Recurrent diffusion parameter generator. ``RPG(preset="tiny")`` or ``RPG(config=...)``."""
+    """Recurrent diffusion parameter generator. ``RPG(preset="tiny")`` or ``RPG(config=...)``.
+
+    ``RPG()`` with neither lets :meth:`fit` choose: preset ``cpu``, or ``cpu-tasks`` when the
+    collection has conditions (keyword overrides apply on top of either).
+    """
 
     method = "rpg"
 
     def __init__(self, preset: str | None = None, config: RPGConfig | dict | None = None,
                  **overrides: Any):
+        # With neither preset nor config, fit() picks: ``cpu``, or ``cpu-tasks`` for a
+        # collection with conditions (a task grid), as `paramgen train` does.
+        self._auto_preset = (preset is None and config is None, dict(overrides))
         config = resolve_config(RPGConfig, preset, config, overrides)
         self.config: RPGConfig = config
         self.preset = preset
@@ -255,6 +262,12 @@ class RPG(Generator):
         if n == 0:
             raise ValueError("cannot fit RPG on an empty checkpoint collection")
         conditions = getattr(ckpts, "conditions", None)
+        auto, overrides = self._auto_preset
+        if auto:
+            self.preset = "cpu-tasks" if conditions is not None else "cpu"
+            self.config = cfg = RPGConfig.from_preset(self.preset, **overrides)
+            self.schedule = NoiseSchedule(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
+            total = int(steps if steps is not None else cfg.steps)
         self.collection_info = dict(getattr(ckpts, "info", None) or {})
         runs = list(getattr(ckpts, "runs", [0] * n))
         device = self.device
