@@ -1,7 +1,8 @@
-"""RPG speed on this machine: training steps per second and sampling seconds per model for the
-zoo's cnn-s/digits collection, for each backbone; and peak memory of sampling in each mode.
+"""RPG speed on this machine: training steps per second and sampling seconds per model (in each
+sampling mode) for the zoo's cnn-s/digits collection, for each backbone. Peak memory of sampling
+per mode, from 2K to 10M parameters, is benchmarks/memory_scaling.py.
 
-    python benchmarks/rpg_speed.py [--ckpts runs/demo/ckpts] [--steps 30]
+    python benchmarks/rpg_speed.py [--ckpts runs/demo/ckpts] [--steps 30] [--samples 10]
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 
 import paramgen as pg
 from paramgen.collect import collect
+
+MODES = ("sequential", "partial", "full")
 
 
 def main() -> None:
@@ -37,15 +40,18 @@ def main() -> None:
         t0 = time.perf_counter()
         gen.fit(ckpts, steps=args.steps, progress=False)
         step_s = (time.perf_counter() - t0) / args.steps
-        t0 = time.perf_counter()
-        gen.sample(args.samples, seed=0)
-        sample_s = (time.perf_counter() - t0) / args.samples
+        per_mode = []
+        for mode in MODES:
+            t0 = time.perf_counter()
+            gen.sample(args.samples, seed=0, mode=mode)
+            per_mode.append((time.perf_counter() - t0) / args.samples)
         n_params = sum(p.numel() for p in gen.network.parameters())
-        rows.append((kind, n_params, 1 / step_s, sample_s))
+        rows.append((kind, n_params, 1 / step_s, per_mode))
     print(f"\n{'backbone':12s} {'generator params':>16s} {'train steps/s':>14s} "
-          f"{'sample s/model':>15s}")
-    for kind, n_params, sps, spm in rows:
-        print(f"{kind:12s} {n_params:16,d} {sps:14.2f} {spm:15.2f}")
+          + " ".join(f"{'s/model ' + m:>18s}" for m in MODES))
+    for kind, n_params, sps, per_mode in rows:
+        print(f"{kind:12s} {n_params:16,d} {sps:14.2f} "
+              + " ".join(f"{v:18.2f}" for v in per_mode))
 
 
 if __name__ == "__main__":
