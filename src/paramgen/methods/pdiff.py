@@ -526,8 +526,8 @@ class PDiff(Generator):
 
         values = sum(reference_sd[k].numel() for k in generated if is_generated(reference_sd[k]))
         # p-diff only uses flatten/unflatten (per-tensor normalisation and its exact inverse). One
-        # "flat" token the size of the whole vector is the tokenizer's smallest layout: a single
-        # index row, no padding.
+        # "flat" token the size of the whole vector is the tokenizer's smallest layout: one row of
+        # per-token tables, no padding.
         tokenizer = Tokenizer.fit((selected(sd) for sd in ckpts), token_size=values, mode="flat")
         data = torch.stack([tokenizer.flatten(selected(sd)) for sd in ckpts])      # [N, d]
         reference = {k: v.detach().clone() for k, v in reference_sd.items() if k not in generated}
@@ -589,8 +589,7 @@ class PDiff(Generator):
                 opt, params = opt_ae, ae.parameters()
             else:
                 if latents is None:
-                    self._fit_latent_stats(data_dev)
-                    latents = self._latents(data_dev)
+                    latents = self._fit_latent_stats(data_dev)
                 if step == ae_total:
                     ema = None  # the DDPM loss lives on another scale than the AE loss
                 den.train()
@@ -619,8 +618,7 @@ class PDiff(Generator):
                 callback(done, ema)
             if done == ae_total and latents is None:
                 # Stats are fixed the moment the AE is, so a save right here already holds them.
-                self._fit_latent_stats(data_dev)
-                latents = self._latents(data_dev)
+                latents = self._fit_latent_stats(data_dev)
             if state_path is not None and (done % cfg.save_every == 0 or done == total
                                            or done == ae_total):
                 io.save_torch(state_path, {
@@ -635,16 +633,21 @@ class PDiff(Generator):
         return self
 
     @torch.no_grad()
-    def _fit_latent_stats(self, data: Tensor) -> None:
+    def _encode(self, v: Tensor) -> Tensor:
+        """Clean latents of vectors [N, d], encoded 256 at a time."""
+        ae = self.network.autoencoder.eval()
+        return torch.cat([ae.encode(v[i:i + 256]) for i in range(0, v.shape[0], 256)])
+
+    @torch.no_grad()
+    def _fit_latent_stats(self, data: Tensor) -> Tensor:
         """Standardisation of the clean training latents: per-dimension mean, one global std.
+        Returns the standardised training latents.
 
         One std (not one per dimension) keeps the latent's shape: a dimension the encoder barely
         uses stays small instead of being blown up to unit scale, noise and all.
         """
         net = self.network
-        net.autoencoder.eval()
-        z = torch.cat([net.autoencoder.encode(data[i:i + 256])
-                       for i in range(0, data.shape[0], 256)])
+        z = self._encode(data)
         mean = z.mean(dim=0)
         std = (z - mean).pow(2).mean().sqrt()
         # A single checkpoint (or identical ones) has no spread: keep unit scale then.
@@ -652,14 +655,13 @@ class PDiff(Generator):
             std = torch.ones((), device=z.device)
         net.latent_mean.copy_(mean)
         net.latent_std.copy_(std)
+        return (z - net.latent_mean) / net.latent_std
 
     @torch.no_grad()
     def _latents(self, v: Tensor) -> Tensor:
-        """Standardised clean latents of vectors [N, d] (encoded 256 at a time)."""
+        """Standardised clean latents of vectors [N, d]."""
         net = self.network
-        net.autoencoder.eval()
-        z = torch.cat([net.autoencoder.encode(v[i:i + 256]) for i in range(0, v.shape[0], 256)])
-        return (z - net.latent_mean) / net.latent_std
+        return (self._encode(v) - net.latent_mean) / net.latent_std
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
