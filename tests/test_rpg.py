@@ -209,3 +209,19 @@ def test_default_preset_follows_the_collection():
     gen = RPG(preset="cpu", token_size=16, d_model=(32, 32), d_state=4,
               denoiser_channels=(1, 8, 16)).fit(tasks, steps=1, progress=False)
     assert gen.preset == "cpu" and gen.config.batch_size == 16
+
+
+@pytest.mark.parametrize("kind", ["2d", "1d", "learnable"])
+def test_position_rows_match_the_table_and_follow_the_device(kind):
+    from paramgen.embeddings import PositionEmbedding
+
+    positions = torch.tensor([[0, 0], [0, 1], [1, 0], [2, 0], [2, 1], [2, 2]])
+    emb = PositionEmbedding(positions, 10, kind)
+    table = emb()
+    assert table.shape == (6, 10)
+    for start, end in ((0, 6), (1, 4), (5, 6)):
+        torch.testing.assert_close(emb.rows(start, end), table[start:end])
+    if kind != "learnable":
+        # Rows are computed where the positions live (the model's device when sampling).
+        emb.to("meta")
+        assert emb.rows(1, 3).device.type == "meta"

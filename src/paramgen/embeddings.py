@@ -13,11 +13,13 @@ POSITION_KINDS = ("2d", "1d", "learnable")
 def sinusoidal(values: Tensor, dim: int) -> Tensor:
     """Classic sin/cos features of integer positions [L] -> [L, dim]."""
     half = max(dim // 2, 1)
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / half)
+    # Built where the positions are: sampling computes rows on the fly on the model's device.
+    freqs = torch.exp(-math.log(10000.0)
+                      * torch.arange(half, dtype=torch.float64, device=values.device) / half)
     args = values.double()[:, None] * freqs[None]
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)[:, :dim]
     if emb.shape[1] < dim:
-        emb = torch.cat([emb, torch.zeros(len(values), dim - emb.shape[1], dtype=emb.dtype)], 1)
+        emb = torch.cat([emb, emb.new_zeros(len(values), dim - emb.shape[1])], 1)
     return emb.float()
 
 
@@ -49,9 +51,8 @@ class PositionEmbedding(nn.Module):
 
     def _compute(self, start: int, end: int) -> Tensor:
         if self.kind == "1d":
-            idx = torch.arange(start, end, device=self.positions.device)
-            return sinusoidal(idx, self.dim).to(self.positions.device)
-        return sinusoidal_2d(self.positions[start:end], self.dim).to(self.positions.device)
+            return sinusoidal(torch.arange(start, end, device=self.positions.device), self.dim)
+        return sinusoidal_2d(self.positions[start:end], self.dim)
 
     def rows(self, start: int, end: int) -> Tensor:
         """Embeddings of tokens ``start:end`` [end - start, dim]."""
