@@ -101,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
         ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
                                                info=ckpts.info)
     cls = METHODS[args.method]
-    if args.preset is None:
-        args.preset = "cpu-tasks" if args.method == "rpg" and args.condition_from else "cpu"
+    # No --preset: the generator picks (RPG: cpu, or cpu-tasks for a conditioned collection).
     gen = cls(preset=args.preset, **overrides)
     t0 = time.time()
     gen.fit(ckpts, steps=args.steps, seed=args.seed,
@@ -110,6 +109,6 @@ def run(args: argparse.Namespace) -> int:
     gen.save_pretrained(out)
     if split is not None:
         io.write_json(out / "split.json", split)
-    print(f"trained {args.method} ({args.preset}) on {len(ckpts)} checkpoints in "
+    print(f"trained {args.method} ({gen.preset}) on {len(ckpts)} checkpoints in "
           f"{time.time() - t0:.0f} s -> {out}")
     return 0

@@ -448,9 +448,9 @@ class PDiff(Generator):
 
     def __init__(self, preset: str | None = None, config: PDiffConfig | dict | None = None,
                  **overrides: Any):
+        self.preset = "cpu" if preset is None and config is None else preset
         config = resolve_config(PDiffConfig, preset, config, overrides)
         self.config: PDiffConfig = config
-        self.preset = preset
         self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_start,
                                       config.beta_end)
         self.tokenizer: Tokenizer | None = None

@@ -254,6 +254,13 @@ class RPG(Generator):
         """
         from tqdm.auto import tqdm
 
+        conditions = getattr(ckpts, "conditions", None)
+        auto, overrides = self._auto_preset
+        if auto:
+            self.preset = "cpu-tasks" if conditions is not None else "cpu"
+            self.config = RPGConfig.from_preset(self.preset, **overrides)
+            self.schedule = NoiseSchedule(self.config.num_train_timesteps,
+                                          self.config.beta_start, self.config.beta_end)
         cfg = self.config
         total = int(steps if steps is not None else cfg.steps)
         if total < 1:
@@ -261,13 +268,6 @@ class RPG(Generator):
         n = len(ckpts)
         if n == 0:
             raise ValueError("cannot fit RPG on an empty checkpoint collection")
-        conditions = getattr(ckpts, "conditions", None)
-        auto, overrides = self._auto_preset
-        if auto:
-            self.preset = "cpu-tasks" if conditions is not None else "cpu"
-            self.config = cfg = RPGConfig.from_preset(self.preset, **overrides)
-            self.schedule = NoiseSchedule(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
-            total = int(steps if steps is not None else cfg.steps)
         self.collection_info = dict(getattr(ckpts, "info", None) or {})
         runs = list(getattr(ckpts, "runs", [0] * n))
         device = self.device
