@@ -219,10 +219,9 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
             t0 = time.perf_counter()
             gen = load_generator(job["save"])
             t1 = time.perf_counter()
-            opts = dict(n=1, seed=0, sampler="ddim", steps=job["sample_steps"])
+            opts = dict(seed=0, sampler="ddim", steps=job["sample_steps"])
             if job["method"] == "rpg":
                 opts["mode"] = job["mode"]
-            opts.pop("n")
             # What `paramgen sample` does: the model goes to a .safetensors file. RPG streams the
             # values there as they are generated; p-diff decodes the whole vector first.
             target = Path(job["save"]) / f"sample_{job.get('mode', '-')}.safetensors"
