@@ -15,6 +15,8 @@ from torch import Tensor
 from paramgen.diffusion.schedule import NoiseSchedule
 
 SAMPLERS = ("ddpm", "ddim")
+# DDIM steps when a sampler of that kind is asked for without a step count (every method).
+DEFAULT_DDIM_STEPS = 60
 ModelFn = Callable[[Tensor, Tensor], Tensor]
 
 
