@@ -58,6 +58,8 @@ class Generator(ABC):
         self.history: list[dict] = []
         self.train_report = None
         self.train_seconds = 0.0
+        self.tokenizer = None
+        self.network = None
         # partial generation: the generated keys, every key in order, and the copied tensors
         self.generated_keys: list[str] = []
         self.key_order: list[str] = []

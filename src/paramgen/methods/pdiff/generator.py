@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from paramgen.diffusion import DEFAULT_DDIM_STEPS, NoiseSchedule, diffusion_loss
+from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
 from paramgen.methods.base import Generator, check_finite, data_fingerprint
 from paramgen.methods.pdiff.config import PDiffConfig
@@ -62,16 +62,12 @@ class PDiff(Generator):
     config_cls = PDiffConfig
     config: PDiffConfig
 
-    def __init__(self, preset: str | None = None, config: PDiffConfig | dict | None = None,
-                 **overrides: Any):
-        super().__init__(preset, config, **overrides)
-        self.tokenizer: Tokenizer | None = None
-        self.network: PDiffNetwork | None = None
+    tokenizer: Tokenizer | None
+    network: PDiffNetwork | None
 
     @property
     def schedule(self) -> NoiseSchedule:
-        c = self.config
-        return NoiseSchedule(c.num_train_timesteps, c.beta_start, c.beta_end)
+        return NoiseSchedule.of(self.config)
 
     def _build(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
@@ -196,11 +192,7 @@ class PDiff(Generator):
         """``n`` latents [n, latent_dim] from the DDPM, in the autoencoder's latent space."""
         self._require_fitted()
         cfg = self.config
-        sampler = sampler or cfg.sampler
-        if steps is None:
-            steps = cfg.sampling_steps if sampler == cfg.sampler else None
-        if sampler == "ddim" and steps is None:
-            steps = DEFAULT_DDIM_STEPS
+        sampler, steps = sampling_plan(cfg, sampler, steps)
         device = self.device
         net = self.network.to(device).eval()
         gen = torch.Generator(device=device).manual_seed(seed)

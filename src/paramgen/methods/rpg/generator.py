@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from paramgen.diffusion import DEFAULT_DDIM_STEPS, NoiseSchedule, diffusion_loss
+from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
 from paramgen.methods.base import Generator, check_finite, data_fingerprint
 from paramgen.methods.registry import register_method
@@ -37,20 +37,19 @@ class RPG(Generator):
 
     config_cls = RPGConfig
     config: RPGConfig
+    tokenizer: Tokenizer | None
+    network: RPGNetwork | None
 
     def __init__(self, preset: str | None = None, config: RPGConfig | dict | None = None,
                  **overrides: Any):
         super().__init__(preset, config, **overrides)
-        self.tokenizer: Tokenizer | None = None
-        self.network: RPGNetwork | None = None
         self._state_kind = "none"
         self._num_states = 0
         self._state_runs: list[int] = []
 
     @property
     def schedule(self) -> NoiseSchedule:
-        c = self.config
-        return NoiseSchedule(c.num_train_timesteps, c.beta_start, c.beta_end)
+        return NoiseSchedule.of(self.config)
 
     def auto_preset_for(self, ckpts) -> str:
         return "cpu-tasks" if getattr(ckpts, "conditions", None) is not None else "cpu"
@@ -194,15 +193,6 @@ class RPG(Generator):
         with self._autocast(device):
             return net.prototypes(states, cond, n).float()
 
-    def _sampling_plan(self, sampler: str | None, steps: int | None) -> tuple[str, int | None]:
-        cfg = self.config
-        sampler = sampler or cfg.sampler
-        if steps is None:
-            steps = cfg.sampling_steps if sampler == cfg.sampler else None
-        if sampler == "ddim" and steps is None:
-            steps = DEFAULT_DDIM_STEPS
-        return sampler, steps
-
     def _token_blocks(self, n: int, condition: Any, seed: int, mode: str | None,
                       sampler: str | None, steps: int | None,
                       state: int | Sequence[int] | None, progress: bool
@@ -223,7 +213,7 @@ class RPG(Generator):
         mode = mode or cfg.sampling_mode
         if mode not in SAMPLING_MODES:
             raise ValueError(f"mode must be one of {SAMPLING_MODES}, got {mode!r}")
-        sampler, steps = self._sampling_plan(sampler, steps)
+        sampler, steps = sampling_plan(cfg, sampler, steps)
         device = self.device
         net = self.network.to(device).eval()
         cond = self._conditions(condition, n, device)
