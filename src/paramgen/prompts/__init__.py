@@ -8,6 +8,8 @@ paper obtains it by asking a language model. This package gives the same entry p
 * :func:`parse_prompt` reads a prompt with a small, deterministic rule grammar (the ``"rules"``
   backend) and returns the bits, or raises :class:`PromptError` naming the words it could not
   read. It never guesses: an unreadable word is an error, not something to skip.
+* :func:`read_prompt` does the same and says what it understood (``Reading.understood``:
+  "digits 3 and 8 -> 0001000010"), with every word the semantic backend read for the rules.
 * :func:`describe_bits` turns bits back into words, so a caller can show what a task means.
 * :class:`PromptBackend` / :func:`register_backend` / :func:`get_backend` let any language model
   stand in for the rules; :class:`LLMBackend` wraps a user-supplied ``complete(prompt) -> str``
@@ -37,6 +39,7 @@ from collections.abc import Sequence
 
 from .backends import (
     _BACKENDS,
+    AutoBackend,
     BackendFactory,
     LLMBackend,
     PromptBackend,
@@ -47,6 +50,8 @@ from .backends import (
 )
 from .bits import _as_bit_string, _check_not_trivial, class_names, describe_bits
 from .errors import LLMReplyError, PromptError
+from .reading import Reading, read_prompt, summarize_bits
+from .semantic import AmbiguousPromptError, SemanticBackend, WordReading
 from .vocabulary import (
     CIFAR10_ATTRIBUTES,
     CIFAR10_CLASSES,
@@ -56,6 +61,8 @@ from .vocabulary import (
 )
 
 __all__ = [
+    "AmbiguousPromptError",
+    "AutoBackend",
     "CIFAR10_ATTRIBUTES",
     "CIFAR10_CLASSES",
     "CIFAR10_SYNONYMS",
@@ -65,13 +72,18 @@ __all__ = [
     "LLMReplyError",
     "PromptBackend",
     "PromptError",
+    "Reading",
     "RuleBackend",
+    "SemanticBackend",
+    "WordReading",
     "available_backends",
     "class_names",
     "describe_bits",
     "get_backend",
     "parse_prompt",
+    "read_prompt",
     "register_backend",
+    "summarize_bits",
 ]
 
 

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 from .bits import _check_not_trivial, _examples_for
 from .errors import LLMReplyError, PromptError
 from .parser import _rule_bits
+from .semantic import SemanticBackend
 from .vocabulary import DIGIT_CLASSES
 
 
@@ -143,9 +144,39 @@ class LLMBackend:
                             examples=_examples_for(class_names))
 
 
+class AutoBackend:
+    """Rules, then the semantic reader for unknown words when ``paramgen[text]`` is installed.
+
+    Registered as ``"auto"``; what ``paramgen generate`` uses unless told otherwise. Without the
+    extra, a prompt with unknown words is refused as by the rules, with the install command.
+    """
+
+    def __init__(self, **semantic_options: float) -> None:
+        self.semantic = SemanticBackend(**semantic_options)
+
+    def to_bits(self, text: str, class_names: list[str]) -> str:
+        return self.read(text, class_names)[0]
+
+    def read(self, text: str, class_names: list[str]) -> tuple[str, list]:
+        from paramgen import text as text_encoder
+
+        try:
+            return RuleBackend().to_bits(text, class_names), []
+        except PromptError as exc:
+            if not exc.unknown_words:
+                raise
+            if not text_encoder.available():
+                raise PromptError(f"{exc.reason}\n  (the semantic reader can try unknown words: "
+                                  f"{text_encoder.INSTALL_HINT})", prompt=exc.prompt,
+                                  unknown_words=exc.unknown_words,
+                                  examples=exc.examples) from None
+        return self.semantic.read(text, class_names)
+
+
 BackendFactory = Callable[..., PromptBackend]
 
-_BACKENDS: dict[str, BackendFactory] = {"rules": RuleBackend, "llm": LLMBackend}
+_BACKENDS: dict[str, BackendFactory] = {"rules": RuleBackend, "llm": LLMBackend,
+                                        "semantic": SemanticBackend, "auto": AutoBackend}
 
 
 def register_backend(name: str, factory: BackendFactory, *, replace: bool = False) -> None:

@@ -18,9 +18,13 @@ from .vocabulary import (
     _EXAMPLES_CIFAR,
     _EXAMPLES_DIGITS,
     _FILLER,
+    _INTENT,
     _LOGIC,
+    _NUMBER_PLURALS,
     _NUMBER_WORDS,
     _RELATIVE,
+    _REST,
+    _REST_PHRASES,
     CIFAR10_ATTRIBUTES,
     CIFAR10_CLASSES,
     CIFAR10_SYNONYMS,
@@ -53,6 +57,10 @@ def _pieces(text: str) -> list[str]:
     t = re.sub(r"\bcan't\b|\bcannot\b", "can not", t)
     t = re.sub(r"\bwon't\b", "will not", t)
     t = re.sub(r"n't\b", " not", t)
+    t = re.sub(r"\bi'd\b", "i would", t)
+    t = re.sub(r"\bi'm\b", "i am", t)
+    t = re.sub(r"\b(i|we|you)'(ll|ve|re)\b", r"\1", t)
+    t = re.sub(r"(?<![\w.])(\d)'?s\b", r"\1", t)  # "7s", "7's": the digit seven, plural
     t = re.sub(r"(\d)\s*[-–—]\s*(?=\d)", r"\1 to ", t)
     t = re.sub(r"(?<=[^\W\d_])[-_](?=[^\W\d_])", " ", t)
     out = []
@@ -131,6 +139,10 @@ def _base_phrases() -> dict[tuple[str, ...], tuple[str, object]]:
     phrases: dict[tuple[str, ...], tuple[str, object]] = {}
     _add(phrases, _RELATIVE, "rel")
     _add(phrases, _FILLER, "skip")
+    _add(phrases, _INTENT, "skip")
+    _add(phrases, _REST, "rest")
+    _add(phrases, "vs|versus|against", "vs")
+    _add(phrases, _REST_PHRASES, "skip")
     for spec, kind in _LOGIC.items():
         _add(phrases, spec, kind)
     phrases[("|",)] = ("or", None)  # the bar itself cannot sit in a "|"-separated spec
@@ -156,6 +168,10 @@ def _lexicon(names: tuple[str, ...]) -> _Lexicon:
                 phrases[_key(word)] = ("prop", frozenset(prop["digits"]))
         for i, word in enumerate(_NUMBER_WORDS):
             phrases[(word,)] = ("num", i)
+        for i, plurals in enumerate(_NUMBER_PLURALS):
+            for word in plurals:
+                phrases[(word,)] = ("num", i)
+        phrases[("ones",)] = ("ones", 1)  # digit 1, or filler as in "the even ones"
         # Digits themselves are read by the tokenizer as numbers, so "3" can be both a class
         # and a comparison bound.
     elif lowered == CIFAR10_CLASSES:
@@ -207,34 +223,43 @@ def _other_domain_hint(word: str, domain: str) -> str | None:
     return None
 
 
-def _tokenize(text: str, lex: _Lexicon) -> list[_Tok]:
-    """Match the longest known phrase at each position; collect every unknown word.
+def _match(words: list[str], lex: _Lexicon) -> list[tuple[int, int, _Tok | None]]:
+    """Cut ``words`` into (start, end, token) pieces, longest known phrase first.
 
-    All unknown words are reported together, so one error message shows the whole problem.
+    ``token`` is None for a word the lexicon does not know (the semantic backend reads these).
     """
-    words = _pieces(text)
-    tokens: list[_Tok] = []
-    unknown: list[str] = []
+    out: list[tuple[int, int, _Tok | None]] = []
     i = 0
     while i < len(words):
         for length in range(min(lex.longest, len(words) - i), 0, -1):
             key = tuple(words[i:i + length])
             if key in lex.phrases:
                 kind, value = lex.phrases[key]
-                tokens.append(_Tok(kind, " ".join(key), value))
+                out.append((i, i + length, _Tok(kind, " ".join(key), value)))
                 i += length
                 break
         else:
             word = words[i]
+            tok = None
             if lex.domain == "digits" and re.fullmatch(r"-?\d+(\.\d+)?", word):
                 number = float(word)
-                tokens.append(_Tok("num", word, int(number) if number.is_integer() else number))
-            else:
-                unknown.append(word)
+                tok = _Tok("num", word, int(number) if number.is_integer() else number)
+            out.append((i, i + 1, tok))
             i += 1
+    return out
+
+
+def _tokenize(text: str, lex: _Lexicon) -> list[_Tok]:
+    """Match the longest known phrase at each position; collect every unknown word.
+
+    All unknown words are reported together, so one error message shows the whole problem.
+    """
+    words = _pieces(text)
+    matched = _match(words, lex)
+    unknown = [words[start] for start, _, tok in matched if tok is None]
     if unknown:
         _raise_unknown(text, unknown, lex)
-    return _tidy(tokens)
+    return _tidy([tok for _, _, tok in matched if tok is not None])
 
 
 def _raise_unknown(text: str, unknown: list[str], lex: _Lexicon) -> None:
@@ -258,12 +283,31 @@ def _raise_unknown(text: str, unknown: list[str], lex: _Lexicon) -> None:
                       examples=lex.examples)
 
 
+# After "ones", these token kinds show it means "the ones" ("ones that are odd", "ones above 5").
+_ONES_FILLER_BEFORE = frozenset({"rel", "cmp", "between", "mult", "divisor"})
+
+
+def _ones_is_filler(prev: _Tok | None, nxt: _Tok | None) -> bool:
+    """Whether "ones" means "the ones" (filler) rather than the digit 1 ("zeros and ones").
+
+    It is filler after a property ("the even ones", "the small ones") or before a condition
+    ("ones that are odd", "ones above 5"); otherwise it is the digit.
+    """
+    if prev is not None and prev.kind == "prop":
+        return True
+    return nxt is not None and nxt.kind in _ONES_FILLER_BEFORE
+
+
 def _tidy(tokens: list[_Tok]) -> list[_Tok]:
     """Drop filler, a "from" that starts no range, and commas that separate nothing."""
     kept = [t for t in tokens if t.kind != "skip"]
     out: list[_Tok] = []
     for i, tok in enumerate(kept):
         nxt = kept[i + 1] if i + 1 < len(kept) else None
+        if tok.kind == "ones":
+            if _ones_is_filler(out[-1] if out else None, nxt):
+                continue
+            tok = _Tok("num", tok.text, 1)
         if tok.kind == "from" and (nxt is None or nxt.kind != "num"):
             continue  # "from the digits, pick ..." rather than "from 3 to 6"
         if tok.kind == "comma" and (not out or out[-1].kind in ("comma", "lparen")

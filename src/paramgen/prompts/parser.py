@@ -48,6 +48,11 @@ _STARTS = frozenset({"item", "prop", "num", "cmp", "not", "lparen", "between", "
                      "divisor", "both", "neither"})
 
 
+#: How many grammar rules may nest inside each other (about 50 levels of brackets); far beyond any
+#: prompt a person writes, far below Python's recursion limit.
+MAX_DEPTH = 150
+
+
 class _Parser:
     """Recursive-descent reader for the rule grammar (see docs/prompts.md, "Grammar")."""
 
@@ -57,6 +62,7 @@ class _Parser:
         self.text = text
         self.pos = 0
         self.last: _Tok | None = None
+        self.depth = 0
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -96,16 +102,44 @@ class _Parser:
 
     # -- grammar ---------------------------------------------------------------------------
 
+    def _nested(self, read: Callable[[], _Sel]) -> _Sel:
+        """Run one grammar rule one level deeper; refuse prompts nested past ``MAX_DEPTH``.
+
+        Brackets, "not", "except" and clause words each nest the reading one level, so a
+        pathological prompt ("not not not ...") would otherwise end in a RecursionError.
+        """
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self._fail(f"it nests too deeply (brackets, 'not', 'except' or clause "
+                                 f"words inside each other more than {MAX_DEPTH} levels); "
+                                 "write it flatter")
+            return read()
+        finally:
+            self.depth -= 1
+
     def parse(self) -> frozenset[int]:
         if not self.toks:
             raise self._fail("it names no class or property (only request words such as "
                              "'select' or 'all')")
+        for tok in self.toks:
+            if tok.kind == "rest":
+                raise self._fail(f"'{tok.text}' names no class by itself; it is read only as the "
+                                 "negative side, e.g. 'sevens vs the rest' or 'cats, the rest "
+                                 "negative'; say which classes are positive")
+            if tok.kind == "vs":
+                raise self._fail(f"'{tok.text}' is read only before 'the rest' ('sevens vs the "
+                                 "rest'); a task is one class set against all others, so name "
+                                 "the positive classes, e.g. 'cats or dogs'")
         sel = self._expr()
         if self.pos < len(self.toks):
             raise self._fail(f"unexpected '{self.toks[self.pos].text}' {self._where()}")
         return sel.members
 
     def _expr(self) -> _Sel:
+        return self._nested(self._read_expr)
+
+    def _read_expr(self) -> _Sel:
         # "all except 3" / "everything but 3": request words are gone, so the prompt starts
         # with the exception and the selection is everything else.
         if self._kind() in ("except", "but"):
@@ -120,6 +154,9 @@ class _Parser:
         return left
 
     def _disj(self) -> _Sel:
+        return self._nested(self._read_disj)
+
+    def _read_disj(self) -> _Sel:
         left = self._conj()
         while True:
             if self._kind() == "comma" and self._kind(1) in ("or", "union", "nor"):
@@ -166,6 +203,9 @@ class _Parser:
                 return left
 
     def _unary(self) -> _Sel:
+        return self._nested(self._read_unary)
+
+    def _read_unary(self) -> _Sel:
         while self._kind() == "rel":  # "that are not prime": the clause word adds nothing here
             self._next()
         if self._kind() == "not":

@@ -19,16 +19,22 @@ CIFAR10_CLASSES: tuple[str, ...] = (
 #: Only words that name the CIFAR class itself belong here; pickups are deliberately absent
 #: because CIFAR-10 puts them in neither automobile nor truck.
 CIFAR10_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "airplane": ("airplane", "aeroplane", "plane", "airliner", "jet", "aircraft"),
-    "automobile": ("automobile", "car", "auto", "motorcar", "motor car", "sedan"),
-    "bird": ("bird",),
-    "cat": ("cat", "kitten", "kitty", "house cat", "feline"),
+    "airplane": ("airplane", "aeroplane", "plane", "airliner", "jet", "aircraft", "jetliner",
+                 "jumbo jet", "warplane", "fighter jet", "biplane", "seaplane"),
+    "automobile": ("automobile", "car", "auto", "motorcar", "motor car", "sedan", "suv", "taxi",
+                   "cab", "hatchback", "coupe", "convertible", "sports car", "limousine"),
+    "bird": ("bird", "songbird", "sparrow", "ostrich", "emu", "parrot", "pigeon", "eagle", "hawk",
+             "owl", "duck"),
+    "cat": ("cat", "kitten", "kitty", "house cat", "feline", "tabby", "tomcat"),
     "deer": ("deer", "stag", "doe", "fawn", "reindeer"),
-    "dog": ("dog", "puppy", "pup", "hound", "canine", "doggy"),
-    "frog": ("frog", "toad"),
-    "horse": ("horse", "pony", "stallion", "mare", "foal"),
-    "ship": ("ship", "boat", "vessel", "ferry", "watercraft"),
-    "truck": ("truck", "lorry"),
+    "dog": ("dog", "puppy", "pup", "hound", "canine", "doggy", "doggie", "doggo", "pooch", "mutt"),
+    "frog": ("frog", "toad", "bullfrog", "tree frog"),
+    "horse": ("horse", "pony", "stallion", "mare", "foal", "steed", "colt", "filly", "equine"),
+    "ship": ("ship", "boat", "vessel", "ferry", "watercraft", "yacht", "sailboat", "freighter",
+             "cargo ship", "container ship", "cruise ship", "ocean liner", "steamship",
+             "battleship", "warship"),
+    "truck": ("truck", "lorry", "dump truck", "fire truck", "fire engine", "semi truck",
+              "big rig", "tractor trailer"),
 }
 
 
@@ -176,6 +182,49 @@ CIFAR10_ATTRIBUTES: dict[str, AttributeEntry] = {
         "words": ("land", "terrestrial", "ground"),
         "note": "moves mainly on land; birds fly and frogs are amphibious",
     },
+    "floats": {
+        "classes": ("ship",),
+        "nouns": ("sailor",),
+        "words": ("float", "floats", "floating", "afloat", "sail", "sails", "sailing",
+                  "seafaring", "seagoing", "nautical"),
+        "note": "floats or sails: ships (frogs swim, they do not float)",
+    },
+    "barks": {
+        "classes": ("dog",),
+        "nouns": (),
+        "words": ("bark", "barks", "barking", "woof", "wags its tail"),
+        "note": "sounds and habits that name one class",
+    },
+    "meows": {
+        "classes": ("cat",),
+        "nouns": ("whisker",),
+        "words": ("meow", "meows", "meowing", "miaow", "purr", "purrs", "purring"),
+        "note": "sounds and habits that name one class",
+    },
+    "neighs": {
+        "classes": ("horse",),
+        "nouns": ("mane",),
+        "words": ("neigh", "neighs", "neighing", "gallop", "gallops", "galloping"),
+        "note": "sounds and habits that name one class",
+    },
+    "hops": {
+        "classes": ("frog",),
+        "nouns": ("tadpole",),
+        "words": ("hop", "hops", "hopping", "croak", "croaks", "croaking", "ribbit"),
+        "note": "sounds and habits that name one class",
+    },
+    "antlers": {
+        "classes": ("deer",),
+        "nouns": ("antler",),
+        "words": ("antlered",),
+        "note": "only deer carry antlers",
+    },
+    "sings": {
+        "classes": ("bird",),
+        "nouns": ("nest",),
+        "words": ("chirp", "chirps", "chirping", "tweet", "tweets", "tweeting", "avian"),
+        "note": "sounds and habits that name one class",
+    },
 }
 
 
@@ -197,7 +246,16 @@ DIGIT_PROPERTIES: dict[str, DigitProperty] = {
     "square": {"digits": (0, 1, 4, 9), "words": ("square", "squares", "perfect square",
                                                  "perfect squares")},
     "nonzero": {"digits": (1, 2, 3, 4, 5, 6, 7, 8, 9), "words": ("nonzero",)},
+    "small": {"digits": (0, 1, 2, 3, 4), "words": ("small", "little", "low", "lower half",
+                                                   "bottom half")},
+    "large": {"digits": (5, 6, 7, 8, 9), "words": ("large", "big", "high", "upper half",
+                                                   "top half")},
 }
+
+#: Plurals people write for the digits themselves ("sevens", "zeroes"); "ones" is read by context
+#: (see ``lexicon._resolve_ones``) because "the even ones" means "the even digits".
+_NUMBER_PLURALS = (("zeros", "zeroes"), ("ones",), ("twos",), ("threes",), ("fours",),
+                   ("fives",), ("sixes",), ("sevens",), ("eights",), ("nines",))
 
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
                  "ten")
@@ -232,6 +290,57 @@ _FILLER = (
     "sort|sorts|image|images|picture|pictures|photo|photos|photograph|photographs|example|"
     "examples|sample|samples|input|inputs|thing|things|object|objects|item|items|ones"
 )
+
+# Intent words: how people ask for a one-vs-rest model ("I need a detector for sevens", "flag
+# every odd number", "a model that says yes for 4 and 9"). Request words too, so dropped.
+_INTENT = (
+    "detector|detectors|detection|detecting|detected|flag|flags|flagged|flagging|catch|catches|"
+    "catching|caught|spotting|spotted|spotter|pick out|picks out|picking out|single out|"
+    "singles out|filter|filters|filter out|filters out|separate|separates|separating|"
+    "distinguish|distinguishes|distinguishing|tell apart|identifier|identification|"
+    "identifying|recognizer|recogniser|recognition|recognizing|recognising|classifying|"
+    "finding|selecting|choosing|looking for|look out for|searching for|search for|for|"
+    "says yes for|say yes for|says yes to|say yes to|saying yes for|saying yes to|"
+    "answers yes for|answer yes for|yes for|yes to|yes on|fires on|fire on|fires for|fire for|"
+    "triggers on|trigger on|triggers for|lights up for|returns true for|true for|"
+    "handwritten|hand written|written|drawn|showing|shows|show|containing|contain|contains|"
+    "depicting|depicts|am|would like|would love|let|help|see|sees|can see|binary|binary task|"
+    "task|detect whether|whether|if|is it|there is|there are"
+)
+
+# "The rest" / "everything else" as the negative side of a one-vs-rest task ("sevens vs the
+# rest", "cats, the rest negative", "yes for 2 and 5, no for everything else"). These phrases say
+# nothing beyond what a task already means, so they are dropped; written alone, "the rest" is an
+# error (it names no class).
+_REST = ("the rest|rest|all the rest|the rest of them|the rest of the classes|"
+         "the rest of the digits|everything else|all else|anything else|the others|others|"
+         "all others|all the others|all other classes|the other classes|other classes|"
+         "every other class|all other digits|the other digits|other digits|every other digit|"
+         "the other ones|other ones|the remaining classes|the remaining digits|the remaining ones|"
+         "the remainder|everyone else")
+_VERSUS = "vs|versus|v|against|compared to|compared with|rather than|from|apart from|not"
+_NEGATIVE = ("negative|negatives|is negative|are negative|as negative|as negatives|"
+             "should be negative|being negative|no|is no|are no|false|is false|are false|"
+             "set to 0|is 0|are 0|0")
+_NO_FOR = ("no for|no to|not for|negative for|false for|0 for|and no|and not|but not|and nothing|"
+           "nothing")
+
+
+def _rest_phrases() -> str:
+    """Every "X vs the rest" style phrase, as one "|"-separated spec (see ``_REST``)."""
+    rest = _REST.split("|")
+    out = [f"{v} {r}" for v in _VERSUS.split("|") for r in rest]
+    out += [f"{r} {n}" for r in rest if r != "all" for n in _NEGATIVE.split("|")]
+    out += [f"{n} {r}" for n in _NO_FOR.split("|") for r in rest]
+    out += ["vs all", "versus all", "against all", "nothing else", "and nothing else", "but nothing else", "nothing more",
+            "one vs rest", "one vs all", "one versus rest", "one versus all", "one against rest",
+            "one against all", "one vs the rest", "one versus the rest", "one against the rest",
+            "one vs others", "one vs the others", "one vs everything else", "ovr", "ova",
+            "one vs rest for", "one vs all for"]
+    return "|".join(out)
+
+
+_REST_PHRASES = _rest_phrases()
 
 # Words that introduce a condition on what came before ("animals THAT CAN fly", "vehicles THAT
 # OPERATE ON roads", "digits WHICH ARE odd"). The condition always intersects.
