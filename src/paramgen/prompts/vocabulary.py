@@ -219,7 +219,7 @@ CIFAR10_ATTRIBUTES: dict[str, AttributeEntry] = {
         "words": ("antlered",),
         "note": "only deer carry antlers",
     },
-    "sings": {
+    "chirps": {
         "classes": ("bird",),
         "nouns": ("nest",),
         "words": ("chirp", "chirps", "chirping", "tweet", "tweets", "tweeting", "avian"),
