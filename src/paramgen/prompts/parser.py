@@ -255,6 +255,8 @@ class _Parser:
         if kind == "from":
             self._next()
             low = self._number()
+            if self._kind() == "post":  # "from 6 onwards"
+                return self._compare(self._next().value, low)  # type: ignore[arg-type]
             if not (self._kind() == "to" or (self._kind() == "cmp" and
                                              self._peek().text == "up to")):  # type: ignore
                 raise self._fail(f"expected 'to' {self._where()} in 'from A to B'")
@@ -294,13 +296,16 @@ class _Parser:
         return _Sel(self._digits_where(tests[op]), "prop")
 
     def _number_phrase(self) -> _Sel | None:
-        """Read "3 to 6" (a range) or "5 or more" (a bound) at a number, if one starts here."""
+        """Read "3 to 6" (a range), "5 or more" or "6 upwards" (bounds) at a number, if one starts."""
         if self._kind() != "num":
             return None
         if self._kind(1) == "to" and self._kind(2) == "num":
             low = self._number()
             self._next()
             return self._range(low, self._number())
+        if self._kind(1) == "post":  # "6 upwards"
+            n = self._number()
+            return self._compare(self._next().value, n)  # type: ignore[arg-type]
         after = self._peek(2)
         if (self._kind(1) in ("or", "and") and after is not None and after.kind == "cmp"
                 and after.value[1] and self._kind(3) != "num"):  # type: ignore[index]

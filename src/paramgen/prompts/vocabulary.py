@@ -304,6 +304,8 @@ _INTENT = (
     "answers yes for|answer yes for|yes for|yes to|yes on|fires on|fire on|fires for|fire for|"
     "triggers on|trigger on|triggers for|lights up for|returns true for|true for|"
     "handwritten|hand written|written|drawn|showing|shows|show|containing|contain|contains|"
+    "depicting|depicts|in images|in pictures|in photos|in the images|in the pictures|"
+    "people|humans|someone|folks|"
     "depicting|depicts|am|would like|would love|let|help|see|sees|can see|binary|binary task|"
     "task|detect whether|whether|if|is it|there is|there are"
 )
@@ -332,6 +334,8 @@ def _rest_phrases() -> str:
     out = [f"{v} {r}" for v in _VERSUS.split("|") for r in rest]
     out += [f"{r} {n}" for r in rest if r != "all" for n in _NEGATIVE.split("|")]
     out += [f"{n} {r}" for n in _NO_FOR.split("|") for r in rest]
+    out += [f"{c} {r} {n}" for c in ("and", "but", "with") for r in rest if r != "all"
+            for n in _NEGATIVE.split("|")]
     out += ["vs all", "versus all", "against all", "nothing else", "and nothing else", "but nothing else", "nothing more",
             "one vs rest", "one vs all", "one versus rest", "one versus all", "one against rest",
             "one against all", "one vs the rest", "one versus the rest", "one against the rest",
@@ -347,7 +351,7 @@ _REST_PHRASES = _rest_phrases()
 _RELATIVE = (
     "that|which|who|whose|where|are|is|be|being|been|was|were|can|could|may|might|will|do|"
     "does|have|has|having|had|with|in|on|at|inside|through|from|able to|capable of|used for|"
-    "used as|regarded as|considered|considered as|considered to be|seen as|counted as|"
+    "used as|as|regarded as|considered|considered as|considered to be|seen as|counted as|"
     "known as|classed as|kept as|operate|operates|operating|travel|travels|travelling|"
     "traveling|live|lives|move|moves|moving|run|runs|drive|drives|go|goes|found"
 )
@@ -385,6 +389,9 @@ _DIGIT_GRAMMAR: dict[str, tuple[str, object]] = {
     "between": ("between", None),
     "from": ("from", None),
     "to|through|thru|till|until": ("to", None),
+    # Written after a number: "6 upwards", "from 6 onwards", "3 downwards".
+    "upwards|upward|onwards|onward|and upwards|and onwards|or upwards": ("post", ">="),
+    "downwards|downward|and downwards|or downwards": ("post", "<="),
     "multiple of|multiples of|divisible by|evenly divisible by": ("mult", None),
     "divisor of|divisors of|factor of|factors of": ("divisor", None),
     "digit|digits|number|numbers|numeral|numerals|integer|integers|value|values|range":
