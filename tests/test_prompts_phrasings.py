@@ -70,6 +70,11 @@ DIGIT_PHRASINGS = [
     ("yes for 2 and 5, no for everything else", digits(2, 5)),
     ("tell 0 apart from the other digits", digits(0)),
     ("threes and nothing else", digits(3)),
+    # numbers written with a direction, trailing "in images"
+    ("any digit from 6 upwards", digits(6, 7, 8, 9)),
+    ("3 downwards", digits(0, 1, 2, 3)),
+    ("find the number seven in images", digits(7)),
+    ("2, 5 and everything else negative", digits(2, 5)),
     # small and large digits
     ("small digits under 3", digits(0, 1, 2)),
     ("large odd digits", digits(5, 7, 9)),
@@ -97,6 +102,7 @@ CIFAR_PHRASINGS = [
     ("a dog or cat classifier, the rest negative", cifar("cat", "dog")),
     ("truck vs everything else", cifar("truck")),
     ("everything but vehicles", cifar(*ANIMALS)),
+    ("animals people keep as pets", cifar("cat", "dog")),
 ]
 
 
@@ -183,8 +189,8 @@ def test_rules_on_the_prompt_eval_set() -> None:
     # The benchmark's data (docs/prompts.md): the rules alone stay at >= 90% exactly right on
     # each half and read at most one prompt wrongly.
     data = json.loads(EVAL.read_text(encoding="utf-8"))
-    assert len(data["dev"]) >= 60 and len(data["heldout"]) >= 60
-    for half in ("dev", "heldout"):
+    assert len(data["dev"]) >= 60 and len(data["heldout"]) >= 60 and len(data["fresh"]) >= 40
+    for half in ("dev", "heldout", "fresh"):
         right = wrong = 0
         for row in data[half]:
             assert len(row["bits"]) == 10 and set(row["bits"]) <= {"0", "1"}
