@@ -296,7 +296,7 @@ class _Parser:
         return _Sel(self._digits_where(tests[op]), "prop")
 
     def _number_phrase(self) -> _Sel | None:
-        """Read "3 to 6" (a range), "5 or more" or "6 upwards" (bounds) at a number, if one starts."""
+        """Read "3 to 6" (a range), "5 or more" or "6 upwards" (bounds) starting at a number."""
         if self._kind() != "num":
             return None
         if self._kind(1) == "to" and self._kind(2) == "num":

@@ -332,11 +332,12 @@ def _rest_phrases() -> str:
     """Every "X vs the rest" style phrase, as one "|"-separated spec (see ``_REST``)."""
     rest = _REST.split("|")
     out = [f"{v} {r}" for v in _VERSUS.split("|") for r in rest]
-    out += [f"{r} {n}" for r in rest if r != "all" for n in _NEGATIVE.split("|")]
+    out += [f"{r} {n}" for r in rest for n in _NEGATIVE.split("|")]
     out += [f"{n} {r}" for n in _NO_FOR.split("|") for r in rest]
-    out += [f"{c} {r} {n}" for c in ("and", "but", "with") for r in rest if r != "all"
+    out += [f"{c} {r} {n}" for c in ("and", "but", "with") for r in rest
             for n in _NEGATIVE.split("|")]
-    out += ["vs all", "versus all", "against all", "nothing else", "and nothing else", "but nothing else", "nothing more",
+    out += ["vs all", "versus all", "against all", "nothing else", "and nothing else",
+            "but nothing else", "nothing more",
             "one vs rest", "one vs all", "one versus rest", "one versus all", "one against rest",
             "one against all", "one vs the rest", "one versus the rest", "one against the rest",
             "one vs others", "one vs the others", "one vs everything else", "ovr", "ova",
