@@ -18,10 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["sequential", "partial", "full"], default=None,
                         help="RPG: denoise one token at a time (least memory), a batch of tokens "
                              "at a time, or all at once (default: the generator's)")
-    parser.add_argument("--sampler", choices=["ddpm", "ddim"], default=None,
-                        help="ddpm walks every timestep; ddim takes --steps (default: the "
-                             "generator's)")
-    parser.add_argument("--steps", type=int, default=None, help="ddim sampling steps")
+    parser.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++"], default=None,
+                        help="ddpm walks every timestep; ddim and dpm++ (DPM-Solver++ 2M) take "
+                             "--steps (default: the generator's)")
+    parser.add_argument("--steps", type=int, default=None, help="ddim / dpm++ sampling steps")
     parser.add_argument("--condition", default=None, metavar="BITS",
                         help="task condition as bits, e.g. 0101010101, or comma-separated floats")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")

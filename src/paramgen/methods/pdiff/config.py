@@ -41,7 +41,7 @@ class PDiffConfig(SharedSettings):
     beta_start: float = setting(1e-4)
     beta_end: float = setting(2e-2)
     # sampling
-    sampler: str = sampling("ddpm")                 # ddpm | ddim
+    sampler: str = sampling("ddpm")                 # ddpm | ddim | dpm++
     sampling_steps: int | None = sampling(None)     # None: all timesteps (ddpm), 60 (ddim)
     sample_batch: int = sampling(16)                # models decoded at once (bounds memory)
     # training: the autoencoder first, then the DDPM on its frozen latents
@@ -63,7 +63,7 @@ class PDiffConfig(SharedSettings):
             self._check_channels(name, first_one=False)
         self._check_channels("denoiser_channels")
         self._check_choices({"norm": NORMS, "lr_schedule": LR_SCHEDULES,
-                             "sampler": ("ddpm", "ddim")})
+                             "sampler": ("ddpm", "ddim", "dpm++")})
         self._check_positive("fold_rate", "ae_kernel_size", "latent_dim", "denoiser_kernel_size",
                              "denoiser_fc_channels", "denoiser_fc_hidden", "num_train_timesteps",
                              "ae_batch_size", "ddpm_batch_size", "sample_batch", "ae_steps",

@@ -198,7 +198,7 @@ class PDiff(Generator):
         gen = torch.Generator(device=device).manual_seed(seed)
         noise = torch.randn(n, cfg.latent_dim, generator=gen, device=device)
         z = run_sampler(net.denoiser, noise, self.schedule, sampler,
-                        steps if sampler == "ddim" else None, "epsilon", generator=gen)
+                        steps if sampler != "ddpm" else None, "epsilon", generator=gen)
         z = z * net.latent_std + net.latent_mean
         # The encoder's tanh never leaves (-1, 1); neither should a latent given to the decoder.
         return z.clamp(-1.0, 1.0)

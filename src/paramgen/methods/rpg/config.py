@@ -43,7 +43,7 @@ class RPGConfig(SharedSettings):
     # denoiser learns a correction (added to its last feature map, the output).
     prototype_skip: bool = setting(False)
     # sampling
-    sampler: str = sampling("ddpm")                 # ddpm | ddim
+    sampler: str = sampling("ddpm")                 # ddpm | ddim | dpm++
     sampling_steps: int | None = sampling(None)     # None: all timesteps (ddpm), 60 (ddim)
     sampling_mode: str = sampling("partial")        # sequential | partial | full
     partial_batch: int = sampling(256)
@@ -77,7 +77,7 @@ class RPGConfig(SharedSettings):
             "permutation_state": PERMUTATION_STATES,
             "backbone": ("mamba", "lstm", "transformer", "none"),
             "prediction": ("epsilon", "sample"),
-            "sampler": ("ddpm", "ddim"),
+            "sampler": ("ddpm", "ddim", "dpm++"),
             "sampling_mode": SAMPLING_MODES})
         if self.prototype_skip and self.prediction != "sample":
             raise ValueError("RPGConfig.prototype_skip needs prediction='sample': the prototype "
