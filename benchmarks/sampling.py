@@ -5,6 +5,7 @@
     python benchmarks/sampling.py speed [--sizes 1e4,1e6,1e7] [--modes sequential,partial,full]
         [--sampler dpm++] [--steps 10] [--budget 20] [--max-mb 3000]
     python benchmarks/sampling.py compare-diffusers [--collection cnn-s/digits]
+    python benchmarks/sampling.py report runs/sampling/results/*/quality.json  (merge runs)
 
 * **quality**: per collection (``arch/data`` or ``arch/data:KEYS`` for a partial generator that
   generates only KEYS, e.g. ``resnet-mini/digits:last-norm-2``), 20 checkpoints are collected
@@ -47,9 +48,8 @@ MODES = ("sequential", "partial", "full")
 
 
 def cpu_seconds() -> float:
-    """User + system CPU time of this process so far."""
-    t = os.times()
-    return t.user + t.system
+    """User + system CPU time of this process so far (nanosecond clock, unlike os.times)."""
+    return time.process_time()
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -75,8 +75,10 @@ def parse_collection(spec: str) -> tuple[str, str, str | None]:
     return arch, data, keys or None
 
 
-def fitted_generator(spec: str, root: Path, fit_steps: int, n_ckpts: int):
-    """The collection (collected if absent) and an RPG generator fitted on it (fitted once)."""
+def fitted_generator(spec: str, root: Path, fit_steps: int, n_ckpts: int,
+                     overrides: dict[str, Any] | None = None):
+    """The collection (collected if absent) and an RPG generator fitted on it (fitted once;
+    ``overrides`` are RPG settings on top of the ``cpu`` preset, part of the saved name)."""
     import paramgen as pg
     from paramgen.collect import collect
     from paramgen.methods import load_generator
@@ -84,13 +86,15 @@ def fitted_generator(spec: str, root: Path, fit_steps: int, n_ckpts: int):
     arch, data, keys = parse_collection(spec)
     folder = root / f"{arch}-{data}"
     ckpts = collect(arch, data, folder, n=n_ckpts, trainable=keys or "all", progress=False)
-    gen_dir = root / f"gen-{arch}-{data}-{keys or 'all'}-{fit_steps}"
+    overrides = dict(overrides or {})
+    suffix = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
+    gen_dir = root / f"gen-{arch}-{data}-{keys or 'all'}-{fit_steps}{suffix}"
     fit = None
     if (gen_dir / "config.json").is_file():
         gen = load_generator(gen_dir)
     else:
         extra = {"keys": keys} if keys else {}
-        gen = pg.RPG(preset="cpu", **extra)
+        gen = pg.RPG(preset="cpu", **extra, **overrides)
         w0, c0 = time.perf_counter(), cpu_seconds()
         gen.fit(ckpts, steps=fit_steps, seed=0, progress=False)
         fit = (time.perf_counter() - w0, cpu_seconds() - c0)
@@ -109,7 +113,8 @@ def accuracies(state_dicts, info) -> list[float]:
 
 
 def settings(ddim: list[int], dpm: list[int]) -> list[tuple[str, int | None]]:
-    return [("ddpm", None)] + [("ddim", s) for s in ddim] + [("dpm++", s) for s in dpm]
+    # DDPM-1000, the reference, costs more than all the others together: last.
+    return [("ddim", s) for s in ddim] + [("dpm++", s) for s in dpm] + [("ddpm", None)]
 
 
 def run_quality(args) -> None:
@@ -120,10 +125,8 @@ def run_quality(args) -> None:
     ddim = [int(s) for s in args.ddim.split(",") if s]
     dpm = [int(s) for s in args.dpm.split(",") if s]
     specs = [s.strip() for s in args.collections.split(",") if s.strip()]
-    headers = ["collection", "sampler", "steps", "mean acc", "min", "max", "vs DDPM-1000",
-               "wall s", "cpu s"]
-    rows, results = [], []
-    print(table(headers, []).splitlines()[0], flush=True)
+    results = []
+    print(table(QUALITY_HEADERS, []).splitlines()[0], flush=True)
     for spec in specs:
         ckpts, gen, fit = fitted_generator(spec, root, args.fit_steps, args.ckpts)
         originals = accuracies(ckpts, ckpts.info)
@@ -133,29 +136,61 @@ def run_quality(args) -> None:
             note += f"; fit {args.fit_steps} steps in {fit[0]:.0f} s wall, {fit[1]:.0f} s CPU"
         print(f"# {note}", flush=True)
         per_spec = dict(collection=spec, checkpoints_mean=orig_mean, fit=fit, rows=[])
-        ddpm_mean = None
+        results.append(per_spec)
         for sampler, steps in settings(ddim, dpm):
             w0, c0 = time.perf_counter(), cpu_seconds()
             sds = gen.sample(args.samples, seed=args.seed, sampler=sampler, steps=steps)
             wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
             accs = accuracies(sds, ckpts.info)
-            mean = sum(accs) / len(accs)
-            ddpm_mean = mean if sampler == "ddpm" else ddpm_mean
-            row = [spec, sampler, str(steps or 1000), f"{mean:.2f}", f"{min(accs):.2f}",
-                   f"{max(accs):.2f}", f"{mean - ddpm_mean:+.2f}", f"{wall:.1f}", f"{cpu:.1f}"]
-            rows.append(row)
-            per_spec["rows"].append(dict(sampler=sampler, steps=steps or 1000, mean=mean,
-                                         accs=accs, wall=wall, cpu=cpu))
-            print(table(headers, [row]).splitlines()[-1], flush=True)
-        results.append(per_spec)
-    proposal = propose(results, args.max_default_steps, args.tolerance)
-    print("\n" + table(headers, rows) + "\n\n" + proposal)
-    out = Path(args.out)
+            per_spec["rows"].append(dict(sampler=sampler, steps=steps or 1000,
+                                         mean=sum(accs) / len(accs), accs=accs, wall=wall,
+                                         cpu=cpu))
+            print(table(QUALITY_HEADERS, quality_rows([per_spec])[-1:]).splitlines()[-1],
+                  flush=True)
+            # after each setting: an interrupted run keeps what it measured
+            save_quality(Path(args.out), vars(args), results)
+    report(args, [Path(args.out) / "quality.json"])
+
+
+QUALITY_HEADERS = ["collection", "sampler", "steps", "mean acc", "min", "max", "vs DDPM-1000",
+                   "wall s", "cpu s"]
+
+
+def save_quality(out: Path, args: dict, results: list[dict]) -> None:
     from paramgen import io
 
-    io.write_json(out / "quality.json", {"args": vars(args), "results": results,
-                                         "proposal": proposal})
-    io.write_text(out / "quality.md", markdown(headers, rows) + "\n\n" + proposal + "\n")
+    io.write_json(out / "quality.json", {"args": args, "results": results})
+
+
+def quality_rows(results: list[dict]) -> list[list[str]]:
+    rows = []
+    for res in results:
+        ddpm = next((r["mean"] for r in res["rows"] if r["sampler"] == "ddpm"), None)
+        for r in res["rows"]:
+            delta = "-" if ddpm is None else f"{r['mean'] - ddpm:+.2f}"
+            rows.append([res["collection"], r["sampler"], str(r["steps"]), f"{r['mean']:.2f}",
+                         f"{min(r['accs']):.2f}", f"{max(r['accs']):.2f}", delta,
+                         f"{r['wall']:.1f}", f"{r['cpu']:.1f}"])
+    return rows
+
+
+def report(args, files: list[Path]) -> None:
+    """One table and the proposal over the collections of one or more quality.json files (runs
+    split over processes are merged here)."""
+    import json
+
+    from paramgen import io
+
+    results = [res for f in files for res in json.loads(Path(f).read_text())["results"]]
+    notes = [f"{res['collection']}: checkpoints mean {res['checkpoints_mean']:.2f}"
+             + (f"; fit in {res['fit'][0]:.0f} s wall, {res['fit'][1]:.0f} s CPU"
+                if res.get("fit") else "") for res in results]
+    rows = quality_rows(results)
+    proposal = propose(results, args.max_default_steps, args.tolerance)
+    print("\n".join(notes) + "\n\n" + table(QUALITY_HEADERS, rows) + "\n\n" + proposal)
+    out = Path(args.out)
+    io.write_text(out / "quality.md", "\n".join(f"- {n}" for n in notes) + "\n\n"
+                  + markdown(QUALITY_HEADERS, rows) + "\n\n" + proposal + "\n")
     print(f"wrote {out / 'quality.md'}")
 
 
@@ -163,6 +198,10 @@ def propose(results: list[dict], max_steps: int, tolerance: float) -> str:
     """The cheapest setting of at most ``max_steps`` steps within ``tolerance`` points of (or
     above) DDPM-1000 on every collection, and the same setting's worst margin."""
     candidates: dict[tuple[str, int], float] = {}
+    missing = [res["collection"] for res in results
+               if not any(r["sampler"] == "ddpm" for r in res["rows"])]
+    if missing:
+        return f"no proposal: DDPM-1000 not measured on {', '.join(missing)}"
     for res in results:
         ddpm = next(r["mean"] for r in res["rows"] if r["sampler"] == "ddpm")
         for r in res["rows"]:
@@ -209,10 +248,11 @@ def speed_child(job: dict[str, Any]) -> dict[str, Any]:
                                    False)
         done = 0
         w0, c0 = time.perf_counter(), cpu_seconds()
-        for _, _, x in blocks:
-            done += x.shape[1]
-            if cpu_seconds() - c0 > job["budget"]:
-                break
+        with torch.no_grad():          # as in sample(): no graph kept along the sequence
+            for _, _, x in blocks:
+                done += x.shape[1]
+                if cpu_seconds() - c0 > job["budget"]:
+                    break
         wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
         result.update(tokens=done, tokens_per_model=tokens_per_model, wall=wall, cpu=cpu,
                       peak_mb=peak_mb() - before, exact_peak=exact,
@@ -278,6 +318,17 @@ def run_speed(args) -> None:
 
 # ----------------------------------------------------------------------------- diffusers
 
+def torch_no_grad(fn):
+    """``torch.no_grad()`` as a decorator, importing torch only when called (as ``sample``)."""
+    def wrapped(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+@torch_no_grad
 def diffusers_dpm(model_fn, noise, schedule, steps: int, prediction: str):
     """The same sampler through diffusers' DPMSolverMultistepScheduler (a fresh one per call:
     it keeps per-call state)."""
@@ -343,13 +394,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     q = sub.add_parser("quality", help="accuracy of samples against sampler and steps")
+    r = sub.add_parser("report", help="merge quality.json files: one table and the proposal")
+    r.add_argument("files", nargs="+")
     q.add_argument("--collections", default=DEFAULT_COLLECTIONS)
     q.add_argument("--fit-steps", type=int, default=600)
     q.add_argument("--samples", type=int, default=10)
     q.add_argument("--ddim", default="1,2,5,10,20,60")
     q.add_argument("--dpm", default="2,3,5,10")
-    q.add_argument("--max-default-steps", type=int, default=10)
-    q.add_argument("--tolerance", type=float, default=0.5)
+    for p in (q, r):
+        p.add_argument("--max-default-steps", type=int, default=10)
+        p.add_argument("--tolerance", type=float, default=0.5)
     s = sub.add_parser("speed", help="tokens/s, s/model and peak memory by size and mode")
     s.add_argument("--sizes", default="1e4,1e6,1e7")
     s.add_argument("--modes", default=",".join(MODES))
@@ -366,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     for p in (q, c):
         p.add_argument("--ckpts", type=int, default=20, help="checkpoints per collection")
         p.add_argument("--seed", type=int, default=0)
-    for p in (q, s, c):
+    for p in (q, s, c, r):
         p.add_argument("--root", default="runs/sampling", help="collections and generators")
         p.add_argument("--out", default="runs/sampling/results")
     child = sub.add_parser("speed-child", help=argparse.SUPPRESS)
@@ -376,6 +430,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(speed_child(json.loads(args.job))), flush=True)
     elif args.what == "quality":
         run_quality(args)
+    elif args.what == "report":
+        report(args, [Path(f) for f in args.files])
     elif args.what == "speed":
         run_speed(args)
     else:

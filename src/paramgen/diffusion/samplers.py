@@ -7,7 +7,7 @@ the diffusion ODE in log-SNR time, which reaches in a few steps what DDIM needs 
 accept a denoiser that predicts either the noise or the clean sample.
 
 ``dpm++`` is written here rather than taken from ``diffusers``' DPMSolverMultistepScheduler:
-both give the same samples (``benchmarks/sampling.py --compare-diffusers`` measures the gap), but
+both give the same samples (``benchmarks/sampling.py compare-diffusers`` measures the gap), but
 the scheduler object is built per call and RPG calls the sampler once per block of tokens (once
 per token in sequential mode), and ``diffusers`` would be a large dependency for twenty lines;
 docs/performance.md has the measurements.
