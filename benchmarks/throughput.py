@@ -23,6 +23,7 @@ One thread throughout. Times were taken on a shared machine: CPU seconds are the
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -33,7 +34,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sampling import accuracies, cpu_seconds, fitted_generator, markdown, table  # noqa: E402
+from sampling import accuracies, cpu_seconds, fitted_generator, markdown, table
 
 PRECISIONS = {"off": torch.float32, "bf16": torch.bfloat16}
 
@@ -69,13 +70,15 @@ def train_step_cost(ckpts, keys: str | None, autocast: str,
     import paramgen as pg
 
     extra = {"keys": keys} if keys else {}
-    make = lambda: pg.RPG(preset="cpu", autocast=autocast, **extra)  # noqa: E731
+    def make():
+        return pg.RPG(preset="cpu", autocast=autocast, **extra)
+
     flops = count_flops(lambda: make().fit(ckpts, steps=1, seed=0, progress=False))
     stamps: list[tuple[float, float]] = []
     make().fit(ckpts, steps=timed_steps, seed=0, progress=False,
                callback=lambda done, loss: stamps.append((cpu_seconds(), time.perf_counter())))
-    cpu = [b[0] - a[0] for a, b in zip(stamps[1:], stamps[2:])]
-    wall = [b[1] - a[1] for a, b in zip(stamps[1:], stamps[2:])]
+    cpu = [b[0] - a[0] for a, b in itertools.pairwise(stamps[1:])]
+    wall = [b[1] - a[1] for a, b in itertools.pairwise(stamps[1:])]
     return flops, statistics.median(cpu), statistics.median(wall)
 
 
