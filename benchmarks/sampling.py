@@ -217,8 +217,9 @@ def propose(results: list[dict], max_steps: int, tolerance: float) -> str:
                      "DDPM-1000 on every collection")
     else:
         steps, sampler = passing[0]
-        lines.append(f"proposed default: sampler={sampler!r}, sampling_steps={steps} (fewest "
-                     f"steps within {tolerance} point of DDPM-1000 on every collection)")
+        lines.append(f"within {tolerance} point of DDPM-1000 on every collection: " + ", ".join(
+            f"{s}-{n}" for n, s in passing))
+        lines.append(f"cheapest: sampler={sampler!r}, sampling_steps={steps}")
     return "\n".join(lines)
 
 

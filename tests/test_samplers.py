@@ -83,14 +83,18 @@ def test_dpm_and_ddim_agree_in_the_many_step_limit(prediction):
     noise = torch.randn(64, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     ab_T = s.alpha_bars[-1]
     exact = mu + sd * (noise - ab_T.sqrt() * mu) / (ab_T * sd ** 2 + 1 - ab_T).sqrt()
-    err = lambda out: float((out - exact).abs().max())  # noqa: E731
+
+    def err(out):
+        return float((out - exact).abs().max())
+
     ddim_many = sample(model, noise, s, "ddim", 1000, prediction)
     dpm_many = sample(model, noise, s, "dpm++", 100, prediction)
     assert float((dpm_many - ddim_many).abs().max()) < 1e-2
     assert err(dpm_many) < 1e-2 and err(ddim_many) < 1e-2
     dpm10, ddim10 = err(sample(model, noise, s, "dpm++", 10, prediction)), \
         err(sample(model, noise, s, "ddim", 10, prediction))
-    assert dpm10 < 5e-3 < 0.1 < ddim10, (dpm10, ddim10)
+    assert dpm10 < 5e-3, dpm10                     # measured: 1.1e-3
+    assert ddim10 > 0.1, ddim10                    # measured: 2.3e-1
 
 
 def test_dpm_gives_the_same_samples_with_either_prediction():
@@ -107,7 +111,9 @@ def test_dpm_gives_the_same_samples_with_either_prediction():
 
 def test_bad_step_counts_and_names_are_clear_errors():
     s = NoiseSchedule(100)
-    model = lambda x, t: x  # noqa: E731
+    def model(x, t):
+        return x
+
     noise = torch.zeros(2, 3)
     for bad in (0, -1, 101, 2.5, True):
         with pytest.raises(ValueError, match="between 1 and 100"):

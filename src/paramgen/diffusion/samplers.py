@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
