@@ -44,7 +44,7 @@ class RPGConfig(SharedSettings):
     prototype_skip: bool = setting(False)
     # sampling
     sampler: str = sampling("ddpm")                 # ddpm | ddim | dpm++
-    sampling_steps: int | None = sampling(None)     # None: all timesteps (ddpm), 60 (ddim)
+    sampling_steps: int | None = sampling(None)     # None: ddpm all, ddim 60, dpm++ 10
     sampling_mode: str = sampling("partial")        # sequential | partial | full
     partial_batch: int = sampling(256)
     # training

@@ -28,7 +28,7 @@ RPG_PRESETS: dict[str, dict] = {
                   denoiser_channels=(1, 64, 96), sampler="ddim", sampling_steps=60,
                   lr=1e-5, batch_size=8, diffusion_batch=512, steps=120_000),
     "cpu": dict(_PAPER_RECIPE, token_size=256, d_model=(256, 256), d_state=16,
-                denoiser_channels=(1, 16, 32, 64), sampler="ddim", sampling_steps=60,
+                denoiser_channels=(1, 16, 32, 64), sampler="dpm++", sampling_steps=10,
                 prediction="sample", prototype_skip=True, lr=1e-3, min_lr_ratio=0.01,
                 diffusion_batch=64, steps=600),
 }
