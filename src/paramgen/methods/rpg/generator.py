@@ -55,6 +55,31 @@ class RPG(Generator):
     def auto_preset_for(self, ckpts) -> str:
         return "cpu-tasks" if getattr(ckpts, "conditions", None) is not None else "cpu"
 
+    def _choose_preset(self, ckpts) -> None:
+        """No preset and no config given: the cpu preset for the collection's kind, plus the
+        size rule's settings for its number of generated values (``presets.SIZE_RULES``);
+        keyword overrides win over both."""
+        if not self._auto_preset:
+            return
+        from paramgen.methods.rpg.presets import size_settings
+        from paramgen.tokenize import is_generated
+
+        first = ckpts[0]
+        values = sum(v.numel() for v in first.values() if is_generated(v))
+        self.preset = self.auto_preset_for(ckpts)
+        self.auto_settings = size_settings(values)
+        self.config = RPGConfig.from_preset(self.preset, **{**self.auto_settings,
+                                                            **self._overrides})
+
+    def settings_summary(self) -> str:
+        """The settings that decide a fit's cost, as one line (printed by `paramgen train`)."""
+        c = self.config
+        window = f"window {c.train_window} tokens" if c.train_window else "whole sequences"
+        return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
+                f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
+                f"{c.steps} steps, lr {c.lr:g}, sampler {c.sampler}"
+                f"{' ' + str(c.sampling_steps) if c.sampling_steps else ''}, device {c.device}")
+
     # ------------------------------------------------------------------ setup
     def _state_kind_for(self, conditioned: bool) -> str:
         kind = self.config.permutation_state
