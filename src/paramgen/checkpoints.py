@@ -43,21 +43,6 @@ SUPPORTED_VERSIONS = (1,)
 _SAFE_SUFFIXES = (".safetensors",)
 _PICKLE_SUFFIXES = (".pt", ".pth")
 
-# safetensors header dtype codes -> torch dtypes. Built with getattr so an older torch that lacks
-# a float8 type still imports this module.
-_ST_DTYPES: dict[str, torch.dtype] = {
-    code: getattr(torch, name)
-    for code, name in [
-        ("F64", "float64"), ("F32", "float32"), ("F16", "float16"), ("BF16", "bfloat16"),
-        ("I64", "int64"), ("I32", "int32"), ("I16", "int16"), ("I8", "int8"),
-        ("U8", "uint8"), ("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64"),
-        ("BOOL", "bool"), ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"),
-        ("C64", "complex64"),
-    ]
-    if hasattr(torch, name)
-}
-
-
 class CheckpointError(ValueError):
     """A checkpoint set (in memory or on disk) is malformed; the message names the file and key.
 
@@ -71,17 +56,15 @@ Spec = dict[str, tuple[tuple[int, ...], torch.dtype]]
 
 # ----------------------------------------------------------------------------- helpers
 
-def dtype_name(dtype: torch.dtype) -> str:
-    """'float32' for torch.float32: the spelling used in manifests."""
-    return str(dtype).removeprefix("torch.")
+dtype_name = io.dtype_name
 
 
 def parse_dtype(name: str, where: str = "manifest") -> torch.dtype:
-    """Inverse of `dtype_name`; raises CheckpointError naming `where` for an unknown name."""
-    dt = getattr(torch, str(name), None) if isinstance(name, str) else None
-    if not isinstance(dt, torch.dtype):
-        raise CheckpointError(f"{where}: unknown dtype {name!r}")
-    return dt
+    """`io.parse_dtype`, raising CheckpointError naming `where` for an unknown name."""
+    try:
+        return io.parse_dtype(name, where)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _is_float(dtype: torch.dtype) -> bool:
@@ -186,7 +169,7 @@ def _read_safetensors_header(path: Path) -> Spec:
         if key == "__metadata__":
             continue
         try:
-            dtype = _ST_DTYPES[entry["dtype"]]
+            dtype = io.SAFETENSORS_DTYPES[entry["dtype"]]
             shape = tuple(int(s) for s in entry["shape"])
             start, end = (int(o) for o in entry["data_offsets"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -795,11 +778,6 @@ class CheckpointWriter:
             "keys": _spec_to_manifest(self._spec or {}), "condition_dim": self._dim,
             "info": self._info, "checkpoints": self._entries})
         self._dirty = False
-
-    def checkpoints(self) -> CheckpointSet:
-        """The folder as a CheckpointSet (flushes first)."""
-        self.flush()
-        return CheckpointSet.load(self.directory)
 
     def __enter__(self) -> "CheckpointWriter":
         return self

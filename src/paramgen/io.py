@@ -57,11 +57,34 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     return _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-_SAFETENSORS_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-    torch.uint8: "U8", torch.bool: "BOOL",
+# Data types: the one table of safetensors header codes, and the names manifests and generator
+# configs spell dtypes with. Built with getattr so an older torch that lacks a type (float8,
+# unsigned ints) still imports this module.
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    code: getattr(torch, name)
+    for code, name in [
+        ("F64", "float64"), ("F32", "float32"), ("F16", "float16"), ("BF16", "bfloat16"),
+        ("I64", "int64"), ("I32", "int32"), ("I16", "int16"), ("I8", "int8"),
+        ("U8", "uint8"), ("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64"),
+        ("BOOL", "bool"), ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"),
+        ("C64", "complex64"),
+    ]
+    if hasattr(torch, name)
 }
+_CODE_OF = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32' for torch.float32: the spelling manifests and configs use."""
+    return str(dtype).removeprefix("torch.")
+
+
+def parse_dtype(name: str, where: str = "dtype") -> torch.dtype:
+    """Inverse of `dtype_name`; a ValueError naming `where` for anything else."""
+    dt = getattr(torch, name, None) if isinstance(name, str) else None
+    if not isinstance(dt, torch.dtype):
+        raise ValueError(f"{where}: unknown dtype {name!r}")
+    return dt
 
 
 class SafetensorsStreamWriter:
@@ -83,11 +106,11 @@ class SafetensorsStreamWriter:
         self._order: list[tuple[str, int, torch.dtype]] = []
         offset = 0
         for name, shape, dtype in entries:
-            if dtype not in _SAFETENSORS_DTYPES:
+            if dtype not in _CODE_OF:
                 raise ValueError(f"cannot write tensor {name!r}: dtype {dtype} has no "
                                  "safetensors code")
             size = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
-            header[name] = {"dtype": _SAFETENSORS_DTYPES[dtype], "shape": list(shape),
+            header[name] = {"dtype": _CODE_OF[dtype], "shape": list(shape),
                             "data_offsets": [offset, offset + size]}
             self._order.append((name, size, dtype))
             offset += size

@@ -25,20 +25,12 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from paramgen.io import dtype_name, parse_dtype
+
 MODES = ("layer", "flat", "channel")
 LOG_TRANSFORM_SUFFIXES = ("running_var",)
 _LOG_EPS = 1e-12
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _dtype(name: str) -> torch.dtype:
-    dt = getattr(torch, name, None)
-    if not isinstance(dt, torch.dtype):
-        raise ValueError(f"unknown dtype {name!r} in tokenizer layout")
-    return dt
+_LAYOUT = "tokenizer layout"  # named in errors about an unknown dtype
 
 
 def is_generated(tensor: Tensor) -> bool:
@@ -121,7 +113,7 @@ class Tokenizer:
             if not std > 1e-12 * max(1.0, abs(mean)):
                 std = 1.0
             layers.append(LayerLayout(
-                key=key, shape=list(value.shape), dtype=_dtype_name(value.dtype),
+                key=key, shape=list(value.shape), dtype=dtype_name(value.dtype),
                 log_transform=key.endswith(LOG_TRANSFORM_SUFFIXES), mean=mean, std=std,
                 chunks=cls._chunks(value.shape, mode)))
         copied = {k: v for k, v in reference.items() if not is_generated(v)}
@@ -230,7 +222,7 @@ class Tokenizer:
         v = values.double() * layer.std + layer.mean
         if layer.log_transform:
             v = torch.exp(v)
-        return v.to(_dtype(layer.dtype))
+        return v.to(parse_dtype(layer.dtype, _LAYOUT))
 
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
         """Inverse of :meth:`flatten`, plus the copied tensors: a complete state dict."""
@@ -250,10 +242,6 @@ class Tokenizer:
         tokens[self.mask] = self.flatten(sd)
         return tokens
 
-    def tokens_to_flat(self, tokens: Tensor) -> Tensor:
-        """Tokens [..., L, T] -> flat normalised vectors [..., num_values]; padding dropped."""
-        return tokens[..., self.mask.to(tokens.device)]
-
     def detokenize(self, tokens: Tensor) -> dict[str, Tensor]:
         """Tokens [L, T] -> state dict with the original keys, shapes and dtypes."""
         if tuple(tokens.shape) != (self.num_tokens, self.token_size):
@@ -272,7 +260,7 @@ class Tokenizer:
             "mode": self.mode,
             "key_order": self.key_order,
             "layers": [asdict(l) for l in self.layers],
-            "copied": {k: {"shape": list(v.shape), "dtype": _dtype_name(v.dtype)}
+            "copied": {k: {"shape": list(v.shape), "dtype": dtype_name(v.dtype)}
                        for k, v in self.copied.items()},
         }
 
@@ -287,7 +275,8 @@ class Tokenizer:
             name = f"copied.{key}"
             if name not in tensors:
                 raise KeyError(f"saved generator lacks the copied tensor {key!r}")
-            copied[key] = tensors[name].to(_dtype(meta["dtype"])).reshape(meta["shape"])
+            dtype = parse_dtype(meta["dtype"], _LAYOUT)
+            copied[key] = tensors[name].to(dtype).reshape(meta["shape"])
         layers = [LayerLayout(**l) for l in config["layers"]]
         return cls(config["token_size"], config["mode"], layers, copied, config["key_order"])
 
@@ -297,7 +286,7 @@ class StateDictBuilder:
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.generated = {l.key: torch.empty(l.numel, dtype=_dtype(l.dtype))
+        self.generated = {l.key: torch.empty(l.numel, dtype=parse_dtype(l.dtype, _LAYOUT))
                           for l in tokenizer.layers}
 
     def put(self, layer: LayerLayout, start: int, values: Tensor) -> None:
@@ -367,7 +356,7 @@ class SafetensorsSink:
         entries = []
         for key in tokenizer.key_order:
             if key in layouts:
-                entries.append((key, layouts[key].shape, _dtype(layouts[key].dtype)))
+                entries.append((key, layouts[key].shape, parse_dtype(layouts[key].dtype, _LAYOUT)))
             else:
                 v = tokenizer.copied[key]
                 entries.append((key, list(v.shape), v.dtype))

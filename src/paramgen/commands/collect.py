@@ -6,7 +6,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 HELP = "train a model and save checkpoints along the way (single task, runs, task grids)"
 
@@ -91,22 +90,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hide the progress bars (they go to stderr)")
 
 
-def _parse_tasks(spec: str) -> str | int | list[str]:
+def _parse_tasks(spec: str) -> str | list[str]:
+    """@FILE reads bit strings from a file; anything else goes to `paramgen.data.resolve_tasks`,
+    the one place that tells bit strings from counts."""
+    from paramgen.data import read_task_file
+
     spec = spec.strip()
-    if spec == "all":
-        return "all"
     if spec.startswith("@"):
-        path = Path(spec[1:])
-        if not path.exists():
-            raise FileNotFoundError(f"--tasks {spec}: file {path} does not exist")
-        lines = [ln.split("#")[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-        tasks = [ln for ln in lines if ln]
-        if not tasks:
-            raise ValueError(f"--tasks {spec}: {path} lists no tasks")
-        return tasks
-    if spec.isdigit():
-        return int(spec)
-    return [t.strip() for t in spec.split(",") if t.strip()]
+        return read_task_file(spec[1:])
+    return spec
 
 
 def _parse_hidden(spec: str | None) -> list[int] | None:

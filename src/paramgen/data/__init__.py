@@ -19,7 +19,10 @@ from paramgen.data.tasks import (
     bits_to_condition,
     class_weights,
     parse_bits,
+    read_task_file,
     relabel,
+    resolve_tasks,
+    task_index,
     task_subset,
 )
 
@@ -36,6 +39,9 @@ __all__ = [
     "load",
     "num_classes",
     "parse_bits",
+    "read_task_file",
     "relabel",
+    "resolve_tasks",
+    "task_index",
     "task_subset",
 ]
