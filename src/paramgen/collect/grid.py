@@ -36,7 +36,8 @@ def _grid_init(cfg: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     from paramgen import data as pdata
 
-    x_tr, y_tr, x_te, y_te = pdata.load(cfg["data"], root=cfg["data_root"])
+    x_tr, y_tr, x_te, y_te = pdata.load(cfg["data"], root=cfg["data_root"],
+                                        allow_pickle=cfg["allow_pickle"])
     _W.clear()
     _W.update(cfg, x_tr=x_tr, y_tr=y_tr, x_te=x_te, y_te=y_te)
 
@@ -95,13 +96,13 @@ def _train_task(bits: str) -> _TaskResult:
 
 
 def _pretrain_all_classes(arch: str, in_shape: tuple, n_cls: int, kw: dict, data: str,
-                          data_root: str | None, steps: int, lr: float,
+                          data_root: str | None, allow_pickle: bool | None, steps: int, lr: float,
                           seed: int) -> dict[str, torch.Tensor]:
     """The shared starting point of a warm-started grid: `arch` trained on all classes."""
     from paramgen import data as pdata
     from paramgen import zoo
 
-    x_tr, y_tr, _, _ = pdata.load(data, root=data_root)
+    x_tr, y_tr, _, _ = pdata.load(data, root=data_root, allow_pickle=allow_pickle)
     model = zoo.create(arch, in_shape, n_cls, seed=seed, **kw)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -123,7 +124,8 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
                   epochs: int | None = None, lr: float | None = None, workers: int = 2,
                   seed: int = 0, hidden: Sequence[int] | None = None,
                   batch_size: int | None = None, progress: bool = True,
-                  data_root: str | None = None, chunk_size: int | None = None,
+                  data_root: str | None = None, allow_pickle: bool | None = None,
+                  chunk_size: int | None = None,
                   model_kwargs: dict[str, Any] | None = None,
                   warm_start: bool = True) -> CheckpointSet:
     """One model per binary task of `data` (RPG's 1022-task grid for 10 classes), into `out`.
@@ -145,6 +147,8 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
     from paramgen import data as pdata
     from paramgen import zoo
 
+    # Registered names from here on: "MLP" gets mlp's defaults and resumes its folder.
+    arch, data = zoo.canonical_name(arch), pdata.canonical_name(data)
     per_task = GRID_DEFAULTS["per_task"] if per_task is None else int(per_task)
     steps = GRID_DEFAULTS["steps"] if epochs is None else int(epochs)
     lr = GRID_DEFAULTS["lr"] if lr is None else float(lr)
@@ -164,51 +168,52 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
             "metric": "balanced_accuracy", "kind": "task_grid", "task_classes": n_cls,
             "per_task": per_task, "epochs": steps, "lr": lr, "batch_size": batch_size,
             "seed": seed, "model_kwargs": kw, "warm_start": bool(warm_start)}
-    writer = CheckpointWriter(out, info=info)
-    counts: dict[str, int] = {}
-    for p in writer.provenances:
-        counts[p.get("task")] = counts.get(p.get("task"), 0) + 1
-    todo = [t for t in task_list if counts.get(t, 0) < per_task]
-    cfg = {"arch": arch, "data": data, "data_root": data_root, "in_shape": in_shape,
-           "model_kwargs": kw, "lr": lr, "steps": steps, "per_task": per_task,
-           "batch_size": batch_size, "seed": seed, "init_state": None}
-    if warm_start and todo:
-        cfg["init_state"] = _pretrain_all_classes(arch, in_shape, n_cls, kw, data, data_root,
-                                                  steps, lr, seed)
-        cfg["lr"] = lr / 4
-    workers = max(1, int(workers))
-    if chunk_size is None:
-        # Several chunks per worker balance the load; a chunk is the unit of manifest writes.
-        chunk_size = max(1, min(32, math.ceil(len(todo) / (workers * 4))))
-    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    bar = progress_bar(len(task_list), f"{arch}/{data} tasks", progress,
-                    initial=len(task_list) - len(todo))
+    # The writer holds the folder's lock: a second grid into this folder waits, then skips
+    # the tasks this one wrote.
+    with CheckpointWriter(out, info=info) as writer:
+        counts: dict[str, int] = {}
+        for p in writer.provenances:
+            counts[p.get("task")] = counts.get(p.get("task"), 0) + 1
+        todo = [t for t in task_list if counts.get(t, 0) < per_task]
+        cfg = {"arch": arch, "data": data, "data_root": data_root, "allow_pickle": allow_pickle,
+               "in_shape": in_shape, "model_kwargs": kw, "lr": lr, "steps": steps,
+               "per_task": per_task, "batch_size": batch_size, "seed": seed, "init_state": None}
+        if warm_start and todo:
+            cfg["init_state"] = _pretrain_all_classes(arch, in_shape, n_cls, kw, data, data_root,
+                                                      allow_pickle, steps, lr, seed)
+            cfg["lr"] = lr / 4
+        workers = max(1, int(workers))
+        if chunk_size is None:
+            # Several chunks per worker balance the load; a chunk is the unit of manifest writes.
+            chunk_size = max(1, min(32, math.ceil(len(todo) / (workers * 4))))
+        chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+        bar = progress_bar(len(task_list), f"{arch}/{data} tasks", progress,
+                        initial=len(task_list) - len(todo))
 
-    def write(results: list[tuple[str, _TaskResult]]) -> None:
-        for bits, ckpts in results:
-            cond = [float(b) for b in bits]
-            for sd, metrics, prov in ckpts:
-                writer.add(sd, run=0, condition=cond, metrics=metrics,
-                           provenance=prov, flush=False)
-            bar.update(1)
-        writer.flush()  # one manifest write per chunk: the 1022-task grid stays I/O-light
+        def write(results: list[tuple[str, _TaskResult]]) -> None:
+            for bits, ckpts in results:
+                cond = [float(b) for b in bits]
+                for sd, metrics, prov in ckpts:
+                    writer.add(sd, run=0, condition=cond, metrics=metrics,
+                               provenance=prov, flush=False)
+                bar.update(1)
+            writer.flush()  # one manifest write per chunk: the 1022-task grid stays I/O-light
 
-    try:
-        if workers == 1 or len(chunks) <= 1:
-            prev = torch.get_num_threads()
-            _grid_init(cfg)  # one thread: these models are too small to gain from more
-            try:
-                for ch in chunks:
-                    write(_train_chunk(ch))
-            finally:
-                torch.set_num_threads(prev)  # in-process: give the caller its threading back
-        else:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(min(workers, len(chunks)), initializer=_grid_init,
-                          initargs=(cfg,)) as pool:
-                for res in pool.imap(_train_chunk, chunks):  # ordered: a deterministic manifest
-                    write(res)
-    finally:
-        writer.flush()
-        bar.close()
+        try:
+            if workers == 1 or len(chunks) <= 1:
+                prev = torch.get_num_threads()
+                _grid_init(cfg)  # one thread: these models are too small to gain from more
+                try:
+                    for ch in chunks:
+                        write(_train_chunk(ch))
+                finally:
+                    torch.set_num_threads(prev)  # in-process: give the caller its threading back
+            else:
+                ctx = mp.get_context("spawn")
+                with ctx.Pool(min(workers, len(chunks)), initializer=_grid_init,
+                              initargs=(cfg,)) as pool:
+                    for res in pool.imap(_train_chunk, chunks):  # ordered: a deterministic manifest
+                        write(res)
+        finally:
+            bar.close()
     return CheckpointSet.load(out)

@@ -49,10 +49,10 @@ _SINGLE_THREAD_BELOW = 1_000_000
 # checkpoint: frequent enough that a kill loses little, rare enough to cost nothing.
 _RESUME_EVERY_S = 5.0
 
-def _load_data(data: str, root: str | None, task: str | None):
+def _load_data(data: str, root: str | None, task: str | None, allow_pickle: bool | None):
     from paramgen import data as pdata
 
-    x_tr, y_tr, x_te, y_te = pdata.load(data, root=root)
+    x_tr, y_tr, x_te, y_te = pdata.load(data, root=root, allow_pickle=allow_pickle)
     in_shape = tuple(int(s) for s in x_tr.shape[1:])
     n_cls = pdata.num_classes(data)
     bits = None
@@ -98,6 +98,7 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
             trainable: str | Sequence[str] = "all", lr: float | None = None,
             finetune_lr: float | None = None, batch_size: int | None = None, seed: int = 0,
             task: str | None = None, progress: bool = True, data_root: str | None = None,
+            allow_pickle: bool | None = None,
             device: str | torch.device | None = None, model_kwargs: dict[str, Any] | None = None,
             callback: Callable[[dict[str, Any]], None] | None = None) -> CheckpointSet:
     """Train `runs` models of `arch` on `data` and save `n` checkpoints of each into `out`.
@@ -114,7 +115,10 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
     it: runs collected earlier into the same folder are included).
     """
     from paramgen import zoo
+    from paramgen.data import canonical_name
 
+    # Registered names from here on: "Digits" gets digits' defaults and resumes its folder.
+    arch, data = zoo.canonical_name(arch), canonical_name(data)
     if n < 1 or runs < 1:
         raise ValueError(f"n and runs must be >= 1, got n={n}, runs={runs}")
     d = {**_FALLBACK, **DEFAULTS.get(data, {})}
@@ -126,7 +130,7 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
         raise ValueError(f"bad training settings: epochs={epochs}, batch_size={batch_size}, "
                          f"lr={lr}, finetune_lr={finetune_lr}")
     dev = resolve_device(device)
-    x_tr, y_tr, x_te, y_te, in_shape, n_cls, bits = _load_data(data, data_root, task)
+    x_tr, y_tr, x_te, y_te, in_shape, n_cls, bits = _load_data(data, data_root, task, allow_pickle)
     steps_per_epoch = max(1, math.ceil(len(x_tr) / batch_size))
     extra_steps = max(n, steps_per_epoch) if extra_steps is None else int(extra_steps)
     if extra_steps < n:
@@ -157,10 +161,9 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
         torch.set_num_threads(1)
     try:
         tensors = tuple(t.to(dev) for t in (x_tr, y_tr, x_te, y_te))
-        writer = CheckpointWriter(plan.out, info=info)
-        for r in range(runs):
-            _collect_run(plan, r, writer, tensors, progress, callback)
-        writer.flush()
+        with CheckpointWriter(plan.out, info=info) as writer:
+            for r in range(runs):
+                _collect_run(plan, r, writer, tensors, progress, callback)
     finally:
         torch.set_num_threads(threads)
     return CheckpointSet.load(plan.out)

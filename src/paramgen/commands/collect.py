@@ -83,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "separated, e.g. 64 or 128,64 (task-grid default for mlp: 64)")
     parser.add_argument("--data-root", default=None,
                         help="folder holding datasets that are read from disk (cifar10)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow reading the official CIFAR-10 files, which are Python pickles "
+                             "(read with an allow-list of numpy types only); without it they are "
+                             "refused")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out folder that is not empty and was not made by "
+                             "paramgen (nothing that was there is deleted)")
     parser.add_argument("--device", default=None,
                         help="torch device for single-task collection (default: cuda if "
                              "available, else cpu); task grids run on CPU workers")
@@ -118,25 +125,32 @@ def run(args: argparse.Namespace) -> int:
     """Run the collection and print a one-paragraph summary."""
     from paramgen.collect import collect, collect_tasks
 
+    from paramgen import io
+    from paramgen.checkpoints import is_checkpoint_folder
+
     t0 = time.perf_counter()
     hidden = _parse_hidden(args.hidden)
     progress = not args.no_progress
+    if args.task is not None and args.tasks is not None:
+        raise ValueError("--task and --tasks exclude each other: --task trains one binary "
+                         "task with n checkpoints, --tasks a grid of them")
+    # Before any training: an unusable or foreign --out fails now, not after the work.
+    io.prepare_output_dir(args.out, overwrite=args.overwrite, owned=is_checkpoint_folder)
     if args.tasks is not None:
-        if args.task is not None:
-            raise ValueError("--task and --tasks exclude each other: --task trains one binary "
-                             "task with n checkpoints, --tasks a grid of them")
         ckpts = collect_tasks(args.arch or "mlp", args.data, args.out,
                               tasks=_parse_tasks(args.tasks), per_task=args.per_task,
                               epochs=args.epochs, lr=args.lr, workers=args.workers,
                               seed=args.seed, hidden=hidden, batch_size=args.batch_size,
-                              progress=progress, data_root=args.data_root)
+                              progress=progress, data_root=args.data_root,
+                              allow_pickle=args.allow_pickle)
     else:
         trainable = args.trainable
         ckpts = collect(args.arch or "cnn-s", args.data, args.out, n=args.num, runs=args.runs,
                         epochs=args.epochs, extra_steps=args.extra_steps, trainable=trainable,
                         lr=args.lr, finetune_lr=args.finetune_lr, batch_size=args.batch_size,
                         seed=args.seed, task=args.task, progress=progress,
-                        data_root=args.data_root, device=args.device,
+                        data_root=args.data_root, allow_pickle=args.allow_pickle,
+                        device=args.device,
                         model_kwargs={"hidden": hidden} if hidden is not None else None)
     secs = time.perf_counter() - t0
     metric = ckpts.info.get("metric", "accuracy")

@@ -24,7 +24,14 @@ from paramgen.zoo.convnet import ConvNetMini
 from paramgen.zoo.convnext import ConvNeXtMini
 from paramgen.zoo.layers import InputSpec, ZooModel, parse_in_shape
 from paramgen.zoo.mlp import MLP, mlp_family, mlp_param_count
-from paramgen.zoo.registry import create, list_models, param_count, register
+from paramgen.zoo.registry import (
+    ZooOptionError,
+    canonical_name,
+    create,
+    list_models,
+    param_count,
+    register,
+)
 from paramgen.zoo.resnet import ResNetMini
 from paramgen.zoo.vit import ViT
 
@@ -37,6 +44,8 @@ __all__ = [
     "ResNetMini",
     "ViT",
     "ZooModel",
+    "ZooOptionError",
+    "canonical_name",
     "create",
     "list_models",
     "mlp_family",
