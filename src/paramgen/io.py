@@ -201,8 +201,8 @@ class SafetensorsStreamWriter:
 # ----------------------------------------------------------------------------- output folders
 
 OUTPUT_MARKER = ".paramgen-output"
-_MARKER_HEADER = ("# paramgen output folder. The paths below were written by paramgen; they are "
-                  "the only files it will delete here (on --overwrite/--fresh).\n")
+_MARKER_HEADER = ("# paramgen output folder (kind: {kind}). The paths below were written by "
+                  "paramgen; they are the only files it will delete here.\n")
 _OUTPUT_ROOTS: set[Path] = set()      # folders prepared in this process: writes below are logged
 _LOGGED: set[tuple[Path, str]] = set()  # (root, relative path) already in a marker
 
@@ -261,8 +261,19 @@ def check_writable(path: str | os.PathLike, need_bytes: int = 0) -> Path:
     return path
 
 
+def output_kind(path: str | os.PathLike) -> str | None:
+    """The kind an output folder was prepared for ("samples", ...), None if not paramgen's."""
+    try:
+        with open(Path(path) / OUTPUT_MARKER, encoding="utf-8", errors="replace") as f:
+            head = f.readline()
+    except OSError:
+        return None
+    start = head.find("(kind: ")
+    return head[start + 7:head.find(")", start)] if start >= 0 else "output"
+
+
 def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False,
-                       owned: Any = None, fresh: bool = False) -> Path:
+                       owned: Any = None, fresh: bool = False, kind: str = "output") -> Path:
     """Make folder `path` ready for paramgen's output and return it.
 
     * A missing or empty folder is created and marked as paramgen's.
@@ -273,20 +284,24 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False,
       deletes none of what was there.
 
     `fresh` deletes what paramgen logged (like `overwrite`) but does not open a foreign folder.
+    `kind` names what the folder holds; a folder paramgen prepared for another kind counts as
+    foreign (so `sample --out` pointed at a demo folder never clears the demo's checkpoints).
     """
     path = check_writable(path)
     path.mkdir(parents=True, exist_ok=True)
     marker = path / OUTPUT_MARKER
-    ours = marker.is_file() or (owned is not None and bool(owned(path)))
-    if not ours and not overwrite and any(path.iterdir()):
-        raise OutputError(f"{path} is not empty and was not made by paramgen; choose a new or "
-                          "empty folder, or pass --overwrite to write into it (paramgen never "
-                          "deletes files it did not write)")
+    found = output_kind(path)
+    ours = found == kind or (found is None and owned is not None and bool(owned(path)))
+    if not ours and not overwrite and any(p.name != LOCK_FILE for p in path.iterdir()):
+        what = (f"holds paramgen's {found}, not {kind}" if found is not None
+                else "is not empty and was not made by paramgen")
+        raise OutputError(f"{path} {what}; choose a new or empty folder, or pass --overwrite to "
+                          "write into it (paramgen never deletes files it did not write)")
     root = Path(os.path.abspath(path))
-    if (overwrite or fresh) and marker.is_file():
+    if (overwrite or fresh) and found == kind:
         remove_written(path)
-    if not marker.is_file():
-        write_text(marker, _MARKER_HEADER)
+    if found is None:
+        write_text(marker, _MARKER_HEADER.format(kind=kind))
     _OUTPUT_ROOTS.add(root)
     return path
 
@@ -312,21 +327,25 @@ def written_files(path: str | os.PathLike) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
-def remove_written(path: str | os.PathLike) -> int:
-    """Delete the files paramgen wrote in output folder `path` (see :func:`written_files`), then
-    the folders they leave empty; returns how many files went. Nothing else is touched."""
+def remove_written(path: str | os.PathLike, under: str | None = None) -> int:
+    """Delete the files paramgen wrote in output folder `path` (see :func:`written_files`),
+    only those below its subfolder `under` if given, then the folders they leave empty; returns
+    how many files went. Nothing else is touched."""
     path = Path(path)
     files = written_files(path)
+    if under is not None:
+        files = [f for f in files if (path / under) in f.parents]
     for f in files:
         f.unlink()
         parent = f.parent
         while parent != path and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
-    root = Path(os.path.abspath(path))
-    for key in [k for k in _LOGGED if k[0] == root]:
-        _LOGGED.discard(key)
-    write_text(path / OUTPUT_MARKER, _MARKER_HEADER)
+    if under is None:
+        root = Path(os.path.abspath(path))
+        for key in [k for k in _LOGGED if k[0] == root]:
+            _LOGGED.discard(key)
+        write_text(path / OUTPUT_MARKER, _MARKER_HEADER.format(kind=output_kind(path)))
     return len(files)
 
 

@@ -1,11 +1,15 @@
 """Parameter tokenization: state dict <-> fixed-size tokens, with an exact inverse.
 
-Every floating tensor of at least one dimension is generated: it is normalised by the mean and
-std of that tensor over the whole collection (BatchNorm ``running_var`` goes through ``log`` first,
-because variances span orders of magnitude and must stay positive), flattened, and cut into tokens
-of ``token_size`` values; the last token of a layer is padded and the padding is masked out of
-every loss. Integer and boolean buffers (``num_batches_tracked``) and 0-d scalars are copied from a
-reference checkpoint, never generated.
+Every non-empty floating tensor is generated, 0-d scalars (a learned temperature) included: it is
+normalised by the mean and std of that tensor over the whole collection (BatchNorm
+``running_var`` goes through ``log`` first, because variances span orders of magnitude and must
+stay positive), flattened, and cut into tokens of ``token_size`` values; the last token of a
+layer is padded and the padding is masked out of every loss. Integer and boolean buffers
+(``num_batches_tracked``) are copied from a reference checkpoint, never generated.
+
+Tied tensors (one parameter under two keys, such as an embedding shared with the output layer)
+are recognised as keys equal in every checkpoint of the collection: the first is generated, the
+others are written as copies of it (``Tokenizer.tied``), so generated models stay tied.
 
 Three ways to cut, the RPG paper's tokenization ablation:
   * ``layer``   (default) each tensor is cut on its own; a token never spans two tensors.
@@ -35,7 +39,7 @@ _LAYOUT = "tokenizer layout"  # named in errors about an unknown dtype
 
 def is_generated(tensor: Tensor) -> bool:
     """Whether a tensor of a state dict is generated (else it is copied)."""
-    return tensor.is_floating_point() and tensor.dim() >= 1 and tensor.numel() > 0
+    return tensor.is_floating_point() and tensor.numel() > 0
 
 
 @dataclass
@@ -66,7 +70,7 @@ class Tokenizer:
 
     def __init__(self, token_size: int = 256, mode: str = "layer",
                  layers: Sequence[LayerLayout] = (), copied: Mapping[str, Tensor] | None = None,
-                 key_order: Sequence[str] = ()) -> None:
+                 key_order: Sequence[str] = (), tied: Mapping[str, str] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"tokenization mode must be one of {MODES}, got {mode!r}")
         if token_size < 1:
@@ -76,6 +80,8 @@ class Tokenizer:
         self.layers = list(layers)
         self.copied = dict(copied or {})
         self.key_order = list(key_order)
+        # key -> the generated key it is tied to (equal in every training checkpoint).
+        self.tied = dict(tied or {})
         self._build_index()
 
     # ----------------------------------------------------------------------------- building
@@ -87,12 +93,16 @@ class Tokenizer:
         sq_sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         reference: dict[str, Tensor] | None = None
+        tied: dict[str, str] = {}
         for sd in state_dicts:
             if reference is None:
                 reference = {k: v.detach().clone() for k, v in sd.items()}
+                tied = cls._tie_candidates(reference)
             elif list(sd.keys()) != list(reference.keys()):
                 raise ValueError("state dicts of the collection have different keys: "
                                  f"{sorted(set(sd) ^ set(reference))}")
+            else:
+                tied = {k: src for k, src in tied.items() if torch.equal(sd[k], sd[src])}
             for key, value in sd.items():
                 if not is_generated(reference[key]):
                     continue
@@ -104,7 +114,7 @@ class Tokenizer:
             raise ValueError("cannot fit a tokenizer on an empty collection")
         layers = []
         for key, value in reference.items():
-            if not is_generated(value):
+            if not is_generated(value) or key in tied:
                 continue
             mean = sums[key] / counts[key]
             var = max(sq_sums[key] / counts[key] - mean * mean, 0.0)
@@ -117,7 +127,23 @@ class Tokenizer:
                 log_transform=key.endswith(LOG_TRANSFORM_SUFFIXES), mean=mean, std=std,
                 chunks=cls._chunks(value.shape, mode)))
         copied = {k: v for k, v in reference.items() if not is_generated(v)}
-        return cls(token_size, mode, layers, copied, key_order=list(reference.keys()))
+        return cls(token_size, mode, layers, copied, key_order=list(reference.keys()), tied=tied)
+
+    @staticmethod
+    def _tie_candidates(sd: Mapping[str, Tensor]) -> dict[str, str]:
+        """key -> earlier generated key with the same shape, dtype and values in `sd`."""
+        first_of: dict[tuple, list[str]] = {}
+        tied: dict[str, str] = {}
+        for key, value in sd.items():
+            if not is_generated(value) or value.numel() < 2:
+                continue  # equal scalars are common and mean nothing
+            group = first_of.setdefault((tuple(value.shape), value.dtype), [])
+            src = next((k for k in group if torch.equal(sd[k], value)), None)
+            if src is None:
+                group.append(key)
+            else:
+                tied[key] = src
+        return tied
 
     @staticmethod
     def _chunks(shape: Sequence[int], mode: str) -> list[list[int]]:
@@ -262,6 +288,7 @@ class Tokenizer:
             "layers": [asdict(l) for l in self.layers],
             "copied": {k: {"shape": list(v.shape), "dtype": dtype_name(v.dtype)}
                        for k, v in self.copied.items()},
+            "tied": dict(self.tied),
         }
 
     def copied_tensors(self) -> dict[str, Tensor]:
@@ -278,7 +305,8 @@ class Tokenizer:
             dtype = parse_dtype(meta["dtype"], _LAYOUT)
             copied[key] = tensors[name].to(dtype).reshape(meta["shape"])
         layers = [LayerLayout(**l) for l in config["layers"]]
-        return cls(config["token_size"], config["mode"], layers, copied, config["key_order"])
+        return cls(config["token_size"], config["mode"], layers, copied, config["key_order"],
+                   tied=config.get("tied") or {})
 
 
 class StateDictBuilder:
@@ -298,6 +326,8 @@ class StateDictBuilder:
         for key in self.tokenizer.key_order:
             if key in self.generated:
                 out[key] = self.generated[key].view(shapes[key])
+            elif key in self.tokenizer.tied:
+                out[key] = out[self.tokenizer.tied[key]].clone()
             else:
                 out[key] = self.tokenizer.copied[key].clone()
         return out
@@ -353,22 +383,33 @@ class SafetensorsSink:
 
         self.tokenizer = tokenizer
         layouts = {l.key: l for l in tokenizer.layers}
+        # Values of tie sources, kept until their tied copies are written (later in the file).
+        self._held: dict[str, list[Tensor]] = {src: [] for src in tokenizer.tied.values()}
         entries = []
         for key in tokenizer.key_order:
-            if key in layouts:
-                entries.append((key, layouts[key].shape, parse_dtype(layouts[key].dtype, _LAYOUT)))
+            if key in layouts or key in tokenizer.tied:
+                lay = layouts[tokenizer.tied.get(key, key)]
+                entries.append((key, lay.shape, parse_dtype(lay.dtype, _LAYOUT)))
             else:
                 v = tokenizer.copied[key]
                 entries.append((key, list(v.shape), v.dtype))
         self.writer = SafetensorsStreamWriter(path, entries, dict(metadata or {}))
 
     def _copy_due(self) -> None:
-        while (name := self.writer.next_name) is not None and name in self.tokenizer.copied:
-            self.writer.write(name, self.tokenizer.copied[name])
+        tk = self.tokenizer
+        while (name := self.writer.next_name) is not None and (name in tk.copied
+                                                               or name in tk.tied):
+            if name in tk.copied:
+                self.writer.write(name, tk.copied[name])
+            else:
+                for part in self._held[tk.tied[name]]:
+                    self.writer.write(name, part)
 
     def put(self, layer: LayerLayout, start: int, values: Tensor) -> None:
         self._copy_due()
         self.writer.write(layer.key, values)
+        if layer.key in self._held:
+            self._held[layer.key].append(values.detach().cpu().clone())
 
     def close(self):
         self._copy_due()

@@ -152,6 +152,10 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
     per_task = GRID_DEFAULTS["per_task"] if per_task is None else int(per_task)
     steps = GRID_DEFAULTS["steps"] if epochs is None else int(epochs)
     lr = GRID_DEFAULTS["lr"] if lr is None else float(lr)
+    if not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a positive finite number, got {lr}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if per_task < 1 or steps < per_task:
         raise ValueError(f"need per_task >= 1 and epochs >= per_task, got per_task={per_task}, "
                          f"epochs={steps}")

@@ -24,9 +24,22 @@ def cosine_lr(step: int, total: int, lr: float, floor: float = 0.01) -> float:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device`, or cuda when available else cpu; a ValueError for a name torch does not know
+    or a CUDA device this machine does not have."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"--device {device!r}: not a torch device ({exc}); use cpu or "
+                         "cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: CUDA is not available on this machine; use "
+                         "--device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
+    return dev
 
 
 def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):

@@ -126,7 +126,8 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
     lr = min(d["lr"], _ARCH_MAX_LR.get(arch, math.inf)) if lr is None else float(lr)
     batch_size = d["batch_size"] if batch_size is None else int(batch_size)
     finetune_lr = lr * FINETUNE_LR_FACTOR if finetune_lr is None else float(finetune_lr)
-    if epochs < 0 or batch_size < 1 or lr <= 0 or finetune_lr < 0:
+    if (epochs < 0 or batch_size < 1 or not 0 < lr < math.inf
+            or not 0 <= finetune_lr < math.inf):
         raise ValueError(f"bad training settings: epochs={epochs}, batch_size={batch_size}, "
                          f"lr={lr}, finetune_lr={finetune_lr}")
     dev = resolve_device(device)
@@ -237,8 +238,8 @@ def _collect_run(plan: _Plan, r: int, writer: CheckpointWriter, tensors: tuple,
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(x_tr[idx]), y_tr[idx])
             if not torch.isfinite(loss):
-                raise RuntimeError(f"{plan.arch}/{plan.data} run {r}: loss became {loss.item()} "
-                                   f"at step {step}; lower the learning rate (now {plan.lr})")
+                raise ValueError(f"{plan.arch}/{plan.data} run {r}: loss became {loss.item()} "
+                                 f"at step {step}; lower the learning rate (now {plan.lr})")
             loss.backward()
             opt.step()
             step += 1

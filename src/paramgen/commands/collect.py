@@ -88,8 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(read with an allow-list of numpy types only); without it they are "
                              "refused")
     parser.add_argument("--overwrite", action="store_true",
-                        help="write into an --out folder that is not empty and was not made by "
-                             "paramgen (nothing that was there is deleted)")
+                        help="start over in --out: delete the files an earlier paramgen run wrote "
+                             "there (only those); also lets paramgen write into a non-empty "
+                             "folder it did not make (nothing that was there is deleted)")
     parser.add_argument("--device", default=None,
                         help="torch device for single-task collection (default: cuda if "
                              "available, else cpu); task grids run on CPU workers")
@@ -121,6 +122,21 @@ def _parse_hidden(spec: str | None) -> list[int] | None:
     return widths
 
 
+def _hidden_option(arch: str, widths: list[int] | None) -> dict:
+    """--hidden as the model takes it: a list of widths for the MLPs, one int for models with a
+    single hidden layer (cnn-s/cnn-m, convnet-mini); others say they take no such option."""
+    from paramgen import zoo
+
+    if widths is None:
+        return {}
+    if zoo.canonical_name(arch).startswith("mlp"):
+        return {"hidden": widths}
+    if len(widths) != 1:
+        raise ValueError(f"--hidden {','.join(map(str, widths))}: {arch} has at most one hidden "
+                         "layer; give one width (several widths are for mlp)")
+    return {"hidden": widths[0]}
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the collection and print a one-paragraph summary."""
     from paramgen.collect import collect, collect_tasks
@@ -129,29 +145,32 @@ def run(args: argparse.Namespace) -> int:
     from paramgen.checkpoints import is_checkpoint_folder
 
     t0 = time.perf_counter()
+    arch = args.arch or ("mlp" if args.tasks is not None else "cnn-s")
     hidden = _parse_hidden(args.hidden)
     progress = not args.no_progress
     if args.task is not None and args.tasks is not None:
         raise ValueError("--task and --tasks exclude each other: --task trains one binary "
                          "task with n checkpoints, --tasks a grid of them")
     # Before any training: an unusable or foreign --out fails now, not after the work.
-    io.prepare_output_dir(args.out, overwrite=args.overwrite, owned=is_checkpoint_folder)
+    io.prepare_output_dir(args.out, overwrite=args.overwrite, owned=is_checkpoint_folder,
+                          kind="checkpoints")
     if args.tasks is not None:
-        ckpts = collect_tasks(args.arch or "mlp", args.data, args.out,
+        ckpts = collect_tasks(arch, args.data, args.out,
                               tasks=_parse_tasks(args.tasks), per_task=args.per_task,
                               epochs=args.epochs, lr=args.lr, workers=args.workers,
-                              seed=args.seed, hidden=hidden, batch_size=args.batch_size,
+                              seed=args.seed, model_kwargs=_hidden_option(arch, hidden),
+                              batch_size=args.batch_size,
                               progress=progress, data_root=args.data_root,
                               allow_pickle=args.allow_pickle)
     else:
         trainable = args.trainable
-        ckpts = collect(args.arch or "cnn-s", args.data, args.out, n=args.num, runs=args.runs,
+        ckpts = collect(arch, args.data, args.out, n=args.num, runs=args.runs,
                         epochs=args.epochs, extra_steps=args.extra_steps, trainable=trainable,
                         lr=args.lr, finetune_lr=args.finetune_lr, batch_size=args.batch_size,
                         seed=args.seed, task=args.task, progress=progress,
                         data_root=args.data_root, allow_pickle=args.allow_pickle,
                         device=args.device,
-                        model_kwargs={"hidden": hidden} if hidden is not None else None)
+                        model_kwargs=_hidden_option(arch, hidden) or None)
     secs = time.perf_counter() - t0
     metric = ckpts.info.get("metric", "accuracy")
     scores = [ckpts.metrics(i).get(metric) for i in range(len(ckpts))]

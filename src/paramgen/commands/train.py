@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     ckpts = CheckpointSet.load(args.ckpts)
     overrides = parse_overrides(args.set)
     out = Path(args.out)
+    io.check_writable(out)  # an unusable --out fails now, not after training
     split = None
     if args.condition_from == "manifest":
         if ckpts.conditions is None:
