@@ -23,7 +23,7 @@ Each token carries a position (layer index, index within layer) for the position
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -297,16 +297,85 @@ class Tokenizer:
 
     @classmethod
     def from_config(cls, config: Mapping, tensors: Mapping[str, Tensor]) -> "Tokenizer":
+        """Rebuild a tokenizer from :meth:`to_config` and the saved ``copied.*`` tensors. A
+        malformed layout (an edited or damaged config) is a ValueError naming the field."""
+        check_layout(config)
         copied = {}
         for key, meta in config["copied"].items():
             name = f"copied.{key}"
-            if name not in tensors:
-                raise KeyError(f"saved generator lacks the copied tensor {key!r}")
-            dtype = parse_dtype(meta["dtype"], _LAYOUT)
-            copied[key] = tensors[name].to(dtype).reshape(meta["shape"])
+            value = tensors.get(name)
+            if not isinstance(value, Tensor) or value.numel() != math.prod(meta["shape"]):
+                raise ValueError(f"{_LAYOUT}: the saved tensors lack the copied tensor {key!r} "
+                                 f"of shape {meta['shape']}")
+            copied[key] = value.to(parse_dtype(meta["dtype"], _LAYOUT)).reshape(meta["shape"])
         layers = [LayerLayout(**l) for l in config["layers"]]
         return cls(config["token_size"], config["mode"], layers, copied, config["key_order"],
                    tied=config.get("tied") or {})
+
+
+def _is_int(v: object, low: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _is_shape(v: object) -> bool:
+    return isinstance(v, list) and all(_is_int(s) for s in v)
+
+
+def check_layout(config: object) -> None:
+    """Every field of a saved tokenizer layout has its type, range and consistency, or a
+    ValueError names the field."""
+    def bad(name: str, what: str) -> ValueError:
+        return ValueError(f"{_LAYOUT}: {name} {what}")
+
+    if not isinstance(config, Mapping):
+        raise bad("config", f"must be an object, got {type(config).__name__}")
+    for name, kind in (("layers", list), ("copied", Mapping), ("key_order", list)):
+        if not isinstance(config.get(name), kind):
+            raise bad(repr(name), f"must be a {kind.__name__}")
+    if not _is_int(config.get("token_size"), 1):
+        raise bad("'token_size'", f"must be a positive int, got {config.get('token_size')!r}")
+    if config.get("mode") not in MODES:
+        raise bad("'mode'", f"must be one of {MODES}, got {config.get('mode')!r}")
+    names = {f.name for f in fields(LayerLayout)}
+    generated = []
+    for i, layer in enumerate(config["layers"]):
+        where = f"layers[{i}]"
+        if not isinstance(layer, Mapping) or set(layer) != names:
+            raise bad(where, f"must have exactly the fields {sorted(names)}")
+        if not isinstance(layer["key"], str) or not _is_shape(layer["shape"]):
+            raise bad(where, "needs a string 'key' and a 'shape' of non-negative ints")
+        if not parse_dtype(layer["dtype"], f"{_LAYOUT}: {where}").is_floating_point:
+            raise bad(where, f"dtype {layer['dtype']!r} is not a floating type")
+        if not isinstance(layer["log_transform"], bool):
+            raise bad(where, "'log_transform' must be true or false")
+        for stat in ("mean", "std"):
+            v = layer[stat]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise bad(where, f"{stat!r} must be a finite number, got {v!r}")
+        if not layer["std"] > 0:
+            raise bad(where, f"'std' must be positive, got {layer['std']!r}")
+        numel = math.prod(layer["shape"])
+        chunks = layer["chunks"]
+        if not (isinstance(chunks, list) and chunks and all(
+                isinstance(c, list) and len(c) == 2 and _is_int(c[0]) and _is_int(c[1], 1)
+                for c in chunks)) or sum(c[1] for c in chunks) != numel:
+            raise bad(where, f"'chunks' must be [start, length] pairs covering its {numel} "
+                             "values")
+        generated.append(layer["key"])
+    for key, meta in config["copied"].items():
+        if not isinstance(meta, Mapping) or not _is_shape(meta.get("shape")):
+            raise bad(f"copied[{key!r}]", "needs a 'shape' of non-negative ints and a 'dtype'")
+        parse_dtype(meta.get("dtype"), f"{_LAYOUT}: copied[{key!r}]")
+    tied = config.get("tied") or {}
+    if not isinstance(tied, Mapping) or not all(
+            isinstance(k, str) and v in generated for k, v in tied.items()):
+        raise bad("'tied'", "must map keys to generated keys")
+    order = config["key_order"]
+    expected = set(generated) | set(config["copied"]) | set(tied)
+    if not all(isinstance(k, str) for k in order) or len(set(order)) != len(order) or (
+            set(order) != expected or len(order) != len(generated) + len(config["copied"])
+            + len(tied)):
+        raise bad("'key_order'", "must list every generated, copied and tied key exactly once")
 
 
 class StateDictBuilder:
