@@ -94,6 +94,18 @@ def test_collect_resume_after_interrupt_in_pretraining(tmp_path: Path, monkeypat
     assert same(pc.collect(out=tmp_path / "run", **TINY), ref)
 
 
+def test_names_in_any_case_get_the_dataset_defaults(tmp_path: Path) -> None:
+    """Issue 14: `--data Digits` skipped digits' defaults (77% instead of 97%)."""
+    c = pc.collect(out=tmp_path, **{**TINY, "arch": "MLP", "data": "Digits", "n": 2,
+                                    "extra_steps": 2})
+    assert c.info["data"] == "digits" and c.info["arch"] == "mlp"
+    assert c.info["lr"] == pc.DEFAULTS["digits"]["lr"]
+    assert c.info["batch_size"] == pc.DEFAULTS["digits"]["batch_size"]
+    # The same folder resumes under either spelling.
+    again = pc.collect(out=tmp_path, **{**TINY, "n": 2, "extra_steps": 2})
+    assert same(c, again)
+
+
 def test_collect_refuses_other_settings(tmp_path: Path) -> None:
     pc.collect(out=tmp_path, **TINY)
     with pytest.raises(ValueError, match=r"other settings.*epochs: 2 there, 3 now"):

@@ -212,3 +212,38 @@ def test_parse_bits_accepts_many_forms() -> None:
                  torch.tensor([float(c) for c in expected]), np.array(list(map(int, expected)))):
         assert data.parse_bits(form) == expected
     assert data.parse_bits("011", num_classes=None) == "011"
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("0101010101", ["0101010101"]),  # issue 14: was read as the number 101010101
+    ("0000000011", ["0000000011"]),  # issue 14: was 11 random tasks
+    ("1000000000", ["1000000000"]),  # a bit string as long as the class count
+    (" 0101010101 , 1000000000,0101010101", ["0101010101", "1000000000"]),
+    ("all", 1022),
+    ("ALL", 1022),
+    ("11", 11),  # a count: no leading zero, not 10 characters
+    ("10", 10),
+    (3, 3),
+])
+def test_resolve_tasks_tells_bit_strings_from_counts(spec, expected) -> None:
+    got = data.resolve_tasks(spec, num_classes=10, seed=0)
+    if isinstance(expected, int):
+        assert len(got) == expected and len(set(got)) == expected
+        assert got == data.task_subset(expected, 10, seed=0) or expected == 1022
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("011", "length 3"), ("00000000011", "length 11"), ("0000000000", "all 0"),
+    ("5000", "0..1022"), ("", "selects no task"), (True, "expected 'all'"),
+])
+def test_resolve_tasks_errors(spec, words) -> None:
+    with pytest.raises(ValueError, match=words):
+        data.resolve_tasks(spec, num_classes=10)
+
+
+def test_dataset_names_are_case_insensitive() -> None:
+    assert data.canonical_name(" Digits ") == "digits"
+    assert data.canonical_name("CIFAR-10") == "cifar10"
+    assert torch.equal(data.load("DIGITS")[1], data.load("digits")[1])
