@@ -178,3 +178,19 @@ def test_two_collect_processes_into_one_folder_keep_every_task(tmp_path: Path) -
     tasks = sorted(c.provenance(i)["task"] for i in range(len(c)))
     assert tasks == sorted(a.read_text().split() + b.read_text().split())
     assert len({c.provenance(i)["task"] for i in range(len(c))}) == 6
+
+
+def test_a_command_that_fails_on_its_input_leaves_no_empty_folder(tmp_path, capsys) -> None:
+    assert main(["collect", "--out", str(tmp_path / "new"), "--runs", "-1", "--no-progress"]) == 2
+    assert "runs=-1" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    assert main(["collect", "--out", str(tmp_path / "mine"), "--runs", "-1"]) == 2
+    assert (tmp_path / "mine").is_dir()  # the user's own (empty) folder stays
+    (tmp_path / "unused").mkdir()
+    io.write_text(tmp_path / "unused" / io.OUTPUT_MARKER, "# paramgen output folder (kind: x)\n")
+    assert io.discard_if_unused(tmp_path / "unused")  # only the marker: it goes
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "a.txt").write_text("a")
+    io.write_text(tmp_path / "used" / io.OUTPUT_MARKER, "# paramgen output folder (kind: x)\n")
+    assert not io.discard_if_unused(tmp_path / "used") and (tmp_path / "used" / "a.txt").exists()

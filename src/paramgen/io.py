@@ -306,6 +306,26 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False,
     return path
 
 
+def discard_if_unused(path: str | os.PathLike) -> bool:
+    """Remove output folder `path` if it holds nothing but paramgen's marker and lock (a command
+    that prepared it then failed on its input); returns whether it went."""
+    path = Path(path)
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError:
+        return False
+    if not names <= {OUTPUT_MARKER, LOCK_FILE} or OUTPUT_MARKER not in names:
+        return False
+    for name in names:
+        (path / name).unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        return False
+    _OUTPUT_ROOTS.discard(Path(os.path.abspath(path)))
+    return True
+
+
 def written_files(path: str | os.PathLike) -> list[Path]:
     """The files paramgen logged as written in output folder `path` that are still there, each
     checked to lie inside `path` without passing through a link (so a link put in place of one

@@ -6,6 +6,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 HELP = "train a model and save checkpoints along the way (single task, runs, task grids)"
 
@@ -137,40 +138,45 @@ def _hidden_option(arch: str, widths: list[int] | None) -> dict:
     return {"hidden": widths[0]}
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the collection and print a one-paragraph summary."""
+def _collect(args: argparse.Namespace, arch: str, hidden: list[int] | None, progress: bool):
     from paramgen.collect import collect, collect_tasks
 
+    if args.tasks is not None:
+        return collect_tasks(arch, args.data, args.out, tasks=_parse_tasks(args.tasks),
+                             per_task=args.per_task, epochs=args.epochs, lr=args.lr,
+                             workers=args.workers, seed=args.seed,
+                             model_kwargs=_hidden_option(arch, hidden),
+                             batch_size=args.batch_size, progress=progress,
+                             data_root=args.data_root, allow_pickle=args.allow_pickle)
+    return collect(arch, args.data, args.out, n=args.num, runs=args.runs, epochs=args.epochs,
+                   extra_steps=args.extra_steps, trainable=args.trainable, lr=args.lr,
+                   finetune_lr=args.finetune_lr, batch_size=args.batch_size, seed=args.seed,
+                   task=args.task, progress=progress, data_root=args.data_root,
+                   allow_pickle=args.allow_pickle, device=args.device,
+                   model_kwargs=_hidden_option(arch, hidden) or None)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the collection and print a one-paragraph summary."""
     from paramgen import io
     from paramgen.checkpoints import is_checkpoint_folder
 
     t0 = time.perf_counter()
     arch = args.arch or ("mlp" if args.tasks is not None else "cnn-s")
     hidden = _parse_hidden(args.hidden)
-    progress = not args.no_progress
     if args.task is not None and args.tasks is not None:
         raise ValueError("--task and --tasks exclude each other: --task trains one binary "
                          "task with n checkpoints, --tasks a grid of them")
     # Before any training: an unusable or foreign --out fails now, not after the work.
+    existed = Path(args.out).exists()
     io.prepare_output_dir(args.out, overwrite=args.overwrite, owned=is_checkpoint_folder,
                           kind="checkpoints")
-    if args.tasks is not None:
-        ckpts = collect_tasks(arch, args.data, args.out,
-                              tasks=_parse_tasks(args.tasks), per_task=args.per_task,
-                              epochs=args.epochs, lr=args.lr, workers=args.workers,
-                              seed=args.seed, model_kwargs=_hidden_option(arch, hidden),
-                              batch_size=args.batch_size,
-                              progress=progress, data_root=args.data_root,
-                              allow_pickle=args.allow_pickle)
-    else:
-        trainable = args.trainable
-        ckpts = collect(arch, args.data, args.out, n=args.num, runs=args.runs,
-                        epochs=args.epochs, extra_steps=args.extra_steps, trainable=trainable,
-                        lr=args.lr, finetune_lr=args.finetune_lr, batch_size=args.batch_size,
-                        seed=args.seed, task=args.task, progress=progress,
-                        data_root=args.data_root, allow_pickle=args.allow_pickle,
-                        device=args.device,
-                        model_kwargs=_hidden_option(arch, hidden) or None)
+    try:
+        ckpts = _collect(args, arch, hidden, progress=not args.no_progress)
+    except BaseException:
+        if not existed:
+            io.discard_if_unused(args.out)  # a bad setting found later leaves no empty folder
+        raise
     secs = time.perf_counter() - t0
     metric = ckpts.info.get("metric", "accuracy")
     scores = [ckpts.metrics(i).get(metric) for i in range(len(ckpts))]

@@ -77,12 +77,18 @@ def run(args: argparse.Namespace) -> int:
     # A samples folder holds this run's samples only: what an earlier `sample` wrote there goes
     # (so a later eval never scores stale models); anything else there is kept, and a foreign
     # non-empty folder is refused unless --overwrite.
+    existed = Path(args.out).exists()
     out = io.prepare_output_dir(args.out, overwrite=args.overwrite, fresh=True,
                                 owned=_is_sample_folder,
                                 kind="samples")
     paths = [out / f"sample_{i:03d}.safetensors" for i in range(args.num)]
     # Streamed to disk as generated (RPG): memory does not grow with the model's size.
-    gen.sample_to_files(paths, condition=condition, seed=args.seed,
-                        progress=True, **options)
+    try:
+        gen.sample_to_files(paths, condition=condition, seed=args.seed,
+                            progress=True, **options)
+    except BaseException:
+        if not existed:
+            io.discard_if_unused(out)  # e.g. a condition the generator refuses: no empty folder
+        raise
     print(f"wrote {len(paths)} models to {out}")
     return 0
