@@ -80,6 +80,9 @@ ROWS = [
     (["demo", "--fresh", "--out", "{foreign}"], 2, ["foreign", "not made by paramgen"]),
     (["sample", "--gen", "{ckpts}", "--out", "{foreign}", "-n", "2"], 2, ["config.json"]),
     (["train", "--ckpts", "{ckpts}", "--out", "{file}"], 2, ["plain.txt", "is a file"]),
+    (["collect", "--out", "", *NOPROG], 2, ["output path is empty"]),
+    (["train", "--ckpts", "{file}", "--out", "{tmp}/g"], 2, ["plain.txt is a file",
+                                                          "CheckpointSet is a folder"]),
     # names and values
     (["collect", "--data", "imagenet", "--out", "{tmp}/a", *NOPROG], 2, ["imagenet", "digits"]),
     (["collect", "--arch", "resnet-9000", "--out", "{tmp}/a", *NOPROG], 2, ["resnet-9000",
@@ -96,6 +99,8 @@ ROWS = [
     (["collect", "--tasks", "@{tmp}/missing.txt", "--out", "{tmp}/a", *NOPROG], 2,
      ["missing.txt", "does not exist"]),
     (["collect", "--tasks", "@{file}", "--out", "{tmp}/a", *NOPROG], 2, ["entry 0", "'a'"]),
+    (["collect", "--tasks", "@{foreign}", "--out", "{tmp}/a", *NOPROG], 2, ["foreign",
+                                                                            "is a folder"]),
     (["collect", "--task", "01x1010101", "--out", "{tmp}/a", *NOPROG], 2, ["01x1010101",
                                                                            "entry 2"]),
     (["collect", "--task", "0101010101", "--tasks", "all", "--out", "{tmp}/a"], 2,

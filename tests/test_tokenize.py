@@ -213,3 +213,9 @@ def test_detokenizer_rejects_too_few_or_too_many_tokens():
         stream.close()
     with pytest.raises(ValueError, match="do not fit at token 2"):
         stream.feed(tokens)
+
+
+@pytest.mark.parametrize("other", [torch.ones(4), torch.ones(3, dtype=torch.float64)])
+def test_a_collection_whose_shapes_or_dtypes_differ_is_refused(other):
+    with pytest.raises(ValueError, match="differ at key 'w'"):
+        Tokenizer.fit([{"w": torch.ones(3)}, {"w": other}])

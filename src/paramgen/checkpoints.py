@@ -223,6 +223,9 @@ def _no_constant(token: str) -> Any:
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory} is a file; a CheckpointSet is a folder holding "
+                              f"{MANIFEST} and .safetensors files")
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder {directory} does not exist")
     path = directory / MANIFEST

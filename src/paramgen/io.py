@@ -236,6 +236,8 @@ def check_writable(path: str | os.PathLike, need_bytes: int = 0) -> Path:
     """Fail now, naming the path and the fix, if folder `path` (existing or to be created) cannot
     receive files: a file in its place or on its way, no permission, or less than `need_bytes`
     free. Nothing is created. Call it before long work so a run does not fail at its end."""
+    if not str(path).strip():
+        raise OutputError("the output path is empty; give a folder path")
     path = Path(path)
     probe = path
     while not os.path.lexists(probe) and probe.parent != probe:

@@ -102,6 +102,13 @@ class Tokenizer:
                 raise ValueError("state dicts of the collection have different keys: "
                                  f"{sorted(set(sd) ^ set(reference))}")
             else:
+                for key, value in sd.items():
+                    ref = reference[key]
+                    if value.shape != ref.shape or value.dtype != ref.dtype:
+                        raise ValueError(
+                            f"state dicts of the collection differ at key {key!r}: shape "
+                            f"{list(value.shape)} {value.dtype} here, {list(ref.shape)} "
+                            f"{ref.dtype} in the first")
                 tied = {k: src for k, src in tied.items() if torch.equal(sd[k], sd[src])}
             for key, value in sd.items():
                 if not is_generated(reference[key]):

@@ -181,6 +181,9 @@ def resolve_tasks(tasks: str | int | Iterable[BitsLike], num_classes: int = 10,
 def read_task_file(path: str | os.PathLike) -> list[str]:
     """Bit strings from a text file, one per line; ``#`` starts a comment, blank lines skip."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"task file {path} is a folder; give a text file with one bit string "
+                         "per line")
     if not path.is_file():
         raise FileNotFoundError(f"task file {path} does not exist")
     try:
