@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides["device"] = args.device
     out = Path(args.out)
+    io.check_writable(out)  # an unusable --out fails now, not after training
     split = None
     if args.condition_from == "manifest":
         if ckpts.conditions is None:
