@@ -35,14 +35,17 @@ def resolve_trainable(model: nn.Module, trainable: str | Sequence[str]) -> list[
             return None
         m = re.fullmatch(r"last-norm-(\d+)", spec)
         if m:
-            k = int(m.group(1))
-            norms = [n for n, mod in model.named_modules()
-                     if n and _is_norm(mod) and any(True for _ in mod.parameters(recurse=False))]
-            if k < 1 or len(norms) < k:
-                raise ValueError(f"trainable={spec!r}: the model has {len(norms)} normalization "
-                                 f"layers with parameters ({', '.join(norms) or 'none'}); use "
-                                 "trainable='all' or a list of key prefixes")
-            prefixes = [n + "." for n in norms[-k:]]
+            # One meaning of "last-norm-K" for collect and the generators: paramgen.keys.
+            from paramgen.keys import last_norm_keys
+
+            try:
+                keys = last_norm_keys(model.state_dict(), int(m.group(1)))
+            except ValueError as exc:
+                raise ValueError(f"trainable={spec!r}: {exc}; use trainable='all' or a list of "
+                                 "key prefixes") from exc
+            modules = list(dict.fromkeys(k.rpartition(".")[0] for k in keys))
+            prefixes = [mod + "." for mod in modules
+                        if any(n.startswith(mod + ".") for n in names)]
         else:
             prefixes = [p.strip() for p in spec.split(",") if p.strip()]
     else:
