@@ -354,6 +354,7 @@ class RPG(Generator):
         ``state``: the permutation state to use (default: drawn at random per model).
         ``return_tokens``: give the raw tokens [n, L, T] instead of state dicts.
         """
+        self._require_fitted()
         blocks = self._token_blocks(n, condition, seed, mode, sampler, steps, state, progress)
         tk = self.tokenizer
         if return_tokens:

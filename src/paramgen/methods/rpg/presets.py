@@ -43,7 +43,8 @@ RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_bat
 # docs/performance.md has the measurements behind each row.
 SIZE_RULES: list[tuple[float, dict]] = [
     (50_000, {}),
-    (float("inf"), dict(train_window=128, diffusion_batch=256, steps=3000)),
+    # 8 checkpoints x 32 tokens: the backbone computes exactly the 256 prototypes the loss uses
+    (float("inf"), dict(train_window=32, batch_size=8, diffusion_batch=256, steps=3000)),
 ]
 
 
