@@ -29,9 +29,10 @@ def _tiny_set(folder: Path, n: int = 3) -> Path:
     return folder
 
 
-@pytest.fixture()
-def world(tmp_path: Path) -> dict[str, Path]:
-    """Files and folders the rows point at."""
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """Files and folders the rows point at (shared: every row checks it changed nothing)."""
+    tmp_path = tmp_path_factory.mktemp("world")
     w = {"tmp": tmp_path}
     w["file"] = tmp_path / "plain.txt"
     w["file"].write_text("a user's file\n")
