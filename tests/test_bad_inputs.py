@@ -194,6 +194,8 @@ def test_unexpected_errors_say_so_and_exit_1(monkeypatch, capsys) -> None:
     (PermissionError(13, "Permission denied", "/data/out"), ["permission denied", "/data/out"]),
     (OSError(30, "Read-only file system", "/mnt/ro/x"), ["read-only", "/mnt/ro/x"]),
     (NotADirectoryError(20, "Not a directory", "a/b"), ["a/b", "not a folder"]),
+    (IsADirectoryError(21, "Is a directory", "out/.m.safetensors.x1.tmp", None, "out/m"),
+     ["out/m is a folder"]),
     (MemoryError(), ["out of memory"]),
     (KeyError("key 'fc.weight' missing"), ["key 'fc.weight' missing"]),
 ])
