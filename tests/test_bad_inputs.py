@@ -57,8 +57,8 @@ def world(tmp_path_factory) -> dict[str, Path]:
         (d / "manifest.json").write_text(json.dumps(manifest))
         w[name] = d
     w["nan_manifest"] = _tiny_set(tmp_path / "nan_manifest")
-    text = (w["nan_manifest"] / "manifest.json").read_text()
-    (w["nan_manifest"] / "manifest.json").write_text(text.replace('"info": {', '"info": {"x": NaN, ', 1))
+    path = w["nan_manifest"] / "manifest.json"
+    path.write_text(path.read_text().replace('"info": {', '"info": {"x": NaN, ', 1))
     w["truncated"] = _tiny_set(tmp_path / "truncated")
     f = w["truncated"] / "ckpt_00001.safetensors"
     f.write_bytes(f.read_bytes()[:-40])
