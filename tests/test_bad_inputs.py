@@ -29,9 +29,10 @@ def _tiny_set(folder: Path, n: int = 3) -> Path:
     return folder
 
 
-@pytest.fixture()
-def world(tmp_path: Path) -> dict[str, Path]:
-    """Files and folders the rows point at."""
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """Files and folders the rows point at (shared: every row checks it changed nothing)."""
+    tmp_path = tmp_path_factory.mktemp("world")
     w = {"tmp": tmp_path}
     w["file"] = tmp_path / "plain.txt"
     w["file"].write_text("a user's file\n")
@@ -56,8 +57,8 @@ def world(tmp_path: Path) -> dict[str, Path]:
         (d / "manifest.json").write_text(json.dumps(manifest))
         w[name] = d
     w["nan_manifest"] = _tiny_set(tmp_path / "nan_manifest")
-    text = (w["nan_manifest"] / "manifest.json").read_text()
-    (w["nan_manifest"] / "manifest.json").write_text(text.replace('"info": {', '"info": {"x": NaN, ', 1))
+    path = w["nan_manifest"] / "manifest.json"
+    path.write_text(path.read_text().replace('"info": {', '"info": {"x": NaN, ', 1))
     w["truncated"] = _tiny_set(tmp_path / "truncated")
     f = w["truncated"] / "ckpt_00001.safetensors"
     f.write_bytes(f.read_bytes()[:-40])
@@ -193,6 +194,8 @@ def test_unexpected_errors_say_so_and_exit_1(monkeypatch, capsys) -> None:
     (PermissionError(13, "Permission denied", "/data/out"), ["permission denied", "/data/out"]),
     (OSError(30, "Read-only file system", "/mnt/ro/x"), ["read-only", "/mnt/ro/x"]),
     (NotADirectoryError(20, "Not a directory", "a/b"), ["a/b", "not a folder"]),
+    (IsADirectoryError(21, "Is a directory", "out/.m.safetensors.x1.tmp", None, "out/m"),
+     ["out/m is a folder"]),
     (MemoryError(), ["out of memory"]),
     (KeyError("key 'fc.weight' missing"), ["key 'fc.weight' missing"]),
 ])

@@ -140,11 +140,11 @@ def test_a_second_writer_in_one_process_is_refused_not_deadlocked(tmp_path: Path
 
 
 def test_lock_held_by_another_process_is_waited_for(tmp_path: Path) -> None:
-    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from paramgen import io; "
-            "lock = io.FolderLock(sys.argv[1]).acquire(); print('held', flush=True); "
-            "time.sleep(1.5)")
-    src = str(Path(io.__file__).parents[1])
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), src],
+    # The holder takes the same flock as FolderLock, without importing torch (starts fast).
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.pwrite(fd, str(os.getpid()).encode(), 0); "
+            "print('held', flush=True); time.sleep(1.5)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / io.LOCK_FILE)],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(io.OutputError, match=r"another paramgen process \(pid \d+\)"):

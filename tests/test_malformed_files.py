@@ -81,7 +81,7 @@ def _check_clean(call) -> None:
         assert str(exc).strip(), "a ValueError without a message"
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_malformed_manifests_load_or_fail_cleanly(tmp_path_factory, data) -> None:

@@ -440,9 +440,10 @@ class FolderLock:
 
 def describe_os_error(exc: OSError) -> str:
     """One line for an environment fault: what failed, on which path, and what to do."""
-    where = exc.filename if exc.filename is not None else "a file"
-    if exc.filename2 is not None:
-        where = f"{where} -> {exc.filename2}"
+    # For a rename (how every write here ends) the target is what the user named; the source
+    # is a temporary file they never saw.
+    where = exc.filename2 if exc.filename2 is not None else exc.filename
+    where = "a file" if where is None else where
     hints = {
         errno.ENOSPC: f"no space left on the disk while writing {where}; free space or choose "
                       "another output folder",
