@@ -14,6 +14,7 @@ tasks, so an interrupted run keeps its finished tasks and the same call resumes 
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import time
@@ -119,7 +120,7 @@ def collect_adapters(data: str, out: str | os.PathLike, tasks: str | int | Itera
         try:
             for i, bits in enumerate(todo):
                 task_seed = seed * (2 ** n_cls) + int(bits, 2) - 1
-                model = attach(base_model, recipe, head, init)
+                model = copy.deepcopy(first)  # the shared initial adapter, on the base
                 train_adapter(model, x_tr, pdata.relabel(y_tr, bits), seed=task_seed, **settings)
                 y_bits = pdata.relabel(y_te, bits)
                 metrics = {"balanced_accuracy": evaluate_model(model, x_te, y_bits,
