@@ -18,6 +18,8 @@ examples:
       p-diff style: after convergence only the last two normalization layers keep training
   paramgen collect --arch mlp --data digits --tasks all --per-task 3 --out runs/grid
       RPG task grid: one MLP per binary relabelling of the 10 classes (1022 tasks)
+  paramgen collect --lora r=4,targets=q,v --tasks 300 --data digits --out runs/lora
+      one LoRA adapter per task on a transformer pretrained once on all classes (--dora: DoRA)
 
 Interrupted (Ctrl-C, a crash, a kill)? Run the same command again: finished checkpoints and tasks
 are kept, and a run in progress continues from its last saved state.
@@ -89,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "available, else cpu); task grids run on CPU workers")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bars (they go to stderr)")
+    from paramgen.adapters.cli import add_collect_arguments
+
+    add_collect_arguments(parser)  # --lora, --dora, --base: adapter task grids
 
 
 def _parse_tasks(spec: str) -> str | int | list[str]:
@@ -126,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the collection and print a one-paragraph summary."""
     from paramgen.collect import collect, collect_tasks
 
+    if getattr(args, "lora", None) is not None:
+        from paramgen.adapters.cli import run_collect
+
+        return run_collect(args)
     t0 = time.perf_counter()
     hidden = _parse_hidden(args.hidden)
     progress = not args.no_progress

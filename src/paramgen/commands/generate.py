@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="plain English, e.g. 'select all even digits', 'prime numbers', "
                            "'animals that can fly' (cifar10)")
     parser.add_argument("--out", required=True, metavar="FILE",
-                        help="where to write the model (.safetensors state dict)")
+                        help="where to write the model (.safetensors state dict; a PEFT folder "
+                             "when the generator was trained on adapters)")
     parser.add_argument("--classes", default=None,
                         help="class names the prompt talks about: digits, cifar10, or a comma "
                              "list (default: from the generator's training data)")
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         seen = set(json.loads(split.read_text()).get("seen", []))
         print("this task was " + ("seen in training" if bits in seen else
                                   "never seen in training"))
+    if "peft_config" in info:  # trained on adapters: the output is a PEFT folder
+        from paramgen.adapters.cli import generate_adapter
+
+        return generate_adapter(gen, bits, args.out, args.seed, evaluate=not args.no_eval)
     sd = gen.sample(1, condition=bits, seed=args.seed)[0]
     out = io.save_safetensors(args.out, sd)
     print(f"wrote {out}")
