@@ -59,27 +59,41 @@ def time_generation(gen, bits, seed, steps, repeats=3) -> tuple[float, float]:
     return best
 
 
-def time_finetune(template, x_tr, y_tr, x_te, y_te, target, settings, seed):
-    """Fine-tune one adapter from the shared start with the grid's recipe, the clock paused
-    while each step is evaluated. Returns (wall, CPU) for the whole recipe, (wall, CPU) until
-    the first step at or above `target` (None if never), and the final balanced accuracy."""
-    spent = [0.0, 0.0]
-    reached: list[tuple[float, float] | None] = [None]
+def finetune_curve(template, x_tr, y_tr, x_te, y_te, settings, seed):
+    """Fine-tune one adapter from the shared start with the grid's recipe; after every step
+    record (wall s, CPU s, test balanced accuracy), the clock paused while evaluating."""
+    spent, curve = [0.0, 0.0], []
     mark = [clock()]
 
     def on_step(step, model):
         wall, cpu = since(mark[0])
         spent[0] += wall
         spent[1] += cpu
-        if reached[0] is None and evaluate_model(model, x_te, y_te,
-                                                 "balanced_accuracy") >= target:
-            reached[0] = (spent[0], spent[1])
+        curve.append((spent[0], spent[1],
+                      evaluate_model(model, x_te, y_te, "balanced_accuracy")))
         mark[0] = clock()
 
-    model = copy.deepcopy(template)
-    train_adapter(model, x_tr, y_tr, seed=seed, on_step=on_step, **settings)
-    return (spent[0], spent[1]), reached[0], evaluate_model(model, x_te, y_te,
-                                                            "balanced_accuracy")
+    train_adapter(copy.deepcopy(template), x_tr, y_tr, seed=seed, on_step=on_step, **settings)
+    return curve
+
+
+def first_reaching(curve, target):
+    """(wall, CPU) when the fine-tune first reached `target`, or None."""
+    return next(((w, c) for w, c, acc in curve if acc >= target), None)
+
+
+def trained_generator(grid, seen_idx, out: Path, args):
+    """RPG fitted on the seen tasks, or the one an earlier run saved with the same settings."""
+    tag = "_".join([args.preset, str(args.steps), *sorted(args.set)]).replace("=", "-")
+    folder = out / f"gen_{tag}"
+    if (folder / "config.json").is_file():
+        return pg.load_generator(folder), None
+    t0 = clock()
+    gen = pg.RPG(preset=args.preset, **parse_overrides(args.set))
+    gen.fit(grid.subset(seen_idx), steps=args.steps, seed=args.seed, progress=not args.quiet)
+    fit_s = since(t0)
+    gen.save_pretrained(folder)
+    return gen, fit_s
 
 
 def run_kind(kind: str, args, tasks: list[str], seen: list[str], unseen: list[str]) -> dict:
@@ -92,42 +106,46 @@ def run_kind(kind: str, args, tasks: list[str], seen: list[str], unseen: list[st
     collect_s = since(t0)
     base, _ = load_base(out / "base")
     keep = [i for i in range(len(grid)) if grid.provenance(i)["task"] in set(seen)]
-    t0 = clock()
-    gen = pg.RPG(preset=args.preset, **parse_overrides(args.set))
-    gen.fit(grid.subset(keep), steps=args.steps, seed=args.seed, progress=not args.quiet)
-    fit_s = since(t0)
+    gen, fit_s = trained_generator(grid, keep, out, args)
 
-    _, _, x_te, y_te = pdata.load(args.data)
-    x_tr, y_tr = pdata.load(args.data)[:2]
+    x_tr, y_tr, x_te, y_te = pdata.load(args.data)
     direct = {grid.provenance(i)["task"]: grid.metrics(i)["balanced_accuracy"]
               for i in range(len(grid))}
     template = attach(base, recipe, grid.info["base"]["head_module"],
                       read_peft_folder(out / "init")[0])
     settings = dict(grid.info["train"])
-    rows = []
+    rows: dict[int | None, list[dict]] = {s: [] for s in args.sample_steps}
     with tempfile.TemporaryDirectory() as tmp:
         for bits in unseen:
             y_bits, y_tr_bits = pdata.relabel(y_te, bits), pdata.relabel(y_tr, bits)
-            scores = generated_scores(gen, base, bits, x_te, y_bits, args.samples, args.seed,
-                                      args.sample_steps, Path(tmp))
-            gen_t = time_generation(gen, bits, args.seed, args.sample_steps)
             task_seed = args.seed * 1024 + int(bits, 2) - 1
-            full_t, match_t, _ = time_finetune(template, x_tr, y_tr_bits, x_te, y_bits,
-                                               statistics.mean(scores), settings, task_seed)
-            rows.append({"bits": bits, "direct": direct[bits], "best": max(scores),
-                         "mean": statistics.mean(scores), "gen_t": gen_t, "full_t": full_t,
-                         "match_t": match_t})
+            curve = finetune_curve(template, x_tr, y_tr_bits, x_te, y_bits, settings, task_seed)
+            for steps in args.sample_steps:
+                scores = generated_scores(gen, base, bits, x_te, y_bits, args.samples,
+                                          args.seed, steps, Path(tmp))
+                rows[steps].append({
+                    "bits": bits, "direct": direct[bits], "best": max(scores),
+                    "mean": statistics.mean(scores),
+                    "gen_t": time_generation(gen, bits, args.seed, steps),
+                    "full_t": curve[-1][:2],
+                    "match_t": first_reaching(curve, statistics.mean(scores))})
     return {"kind": kind, "rows": rows, "collect_s": collect_s, "fit_s": fit_s,
             "values": grid.num_params, "n_seen": len(seen), "n_unseen": len(unseen),
-            "grid_mean": statistics.mean(direct.values())}
+            "sampler": gen.config.sampler, "default_steps": gen.config.sampling_steps}
 
 
 def report(res: dict, args) -> None:
-    rows = res["rows"]
+    fit = (f"RPG fit {res['fit_s'][0]:.0f} s wall ({res['fit_s'][1]:.0f} s CPU)"
+           if res["fit_s"] else "RPG loaded from an earlier run")
     print(f"\n== {res['kind'].upper()}: {res['values']} adapter values; {res['n_seen']} seen "
           f"tasks, {res['n_unseen']} unseen; collect {res['collect_s'][0]:.0f} s wall "
-          f"({res['collect_s'][1]:.0f} s CPU), RPG fit {res['fit_s'][0]:.0f} s wall "
-          f"({res['fit_s'][1]:.0f} s CPU)")
+          f"({res['collect_s'][1]:.0f} s CPU), {fit}")
+    for steps, rows in res["rows"].items():
+        print(f"\n-- sampling: {res['sampler']} {steps or res['default_steps']} steps")
+        report_rows(rows)
+
+
+def report_rows(rows: list[dict]) -> None:
     print(f"{'unseen task':12s} {'direct':>7s} {'gen best':>9s} {'gen mean':>9s} "
           f"{'gen ms':>7s} {'tune ms':>8s} {'to-match ms':>12s}")
     for r in rows:
@@ -173,7 +191,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="RPG config overrides")
     ap.add_argument("--samples", type=int, default=5)
-    ap.add_argument("--sample-steps", type=int, default=None, help="DDIM steps when sampling")
+    ap.add_argument("--sample-steps", default="60,10,2",
+                    help="DDIM steps when sampling, a comma list: each is measured")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true",
                     help="reduced size: 66 tasks (6 unseen), 1000 generator steps")
@@ -183,6 +202,7 @@ def main() -> None:
         args.tasks, args.unseen = 66, 6
         args.steps = args.steps or 1000
         args.out = args.out if args.out != "runs/bench-adapters" else "runs/bench-adapters-quick"
+    args.sample_steps = [int(s) for s in str(args.sample_steps).split(",") if s.strip()]
     torch.set_num_threads(1)
     tasks = task_subset(args.tasks, num_classes=pdata.num_classes(args.data), seed=args.seed)
     seen, unseen = split_tasks(tasks, args.unseen / len(tasks), args.seed)

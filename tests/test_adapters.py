@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("peft")
+pytest.importorskip("peft", reason="the adapters extra (pip install paramgen[adapters]) "
+                                   "is not installed")
 
 from peft import PeftModel, set_peft_model_state_dict  # noqa: E402
 
