@@ -1,8 +1,11 @@
 """Adapters for tasks never seen: generated LoRA/DoRA adapters vs directly trained ones, and the
 time to a working adapter for a new task, generating vs fine-tuning, measured side by side.
 
-    python benchmarks/adapters.py                       # 330 tasks (300 seen, 30 unseen) per kind
-    python benchmarks/adapters.py --quick               # 66 tasks, shorter training: minutes
+    python benchmarks/adapters.py                       # 220 tasks (200 seen, 20 unseen) per kind
+    python benchmarks/adapters.py --quick               # 66 tasks, 300 generator steps
+
+About 15 minutes of one CPU thread per kind (collect ~3, RPG fit ~4, evaluation the rest); the
+grids and generators are kept in --out and reused by a later run with the same settings.
 
 Per kind (LoRA, DoRA): collect an adapter grid on digits (`paramgen collect --lora` in Python;
 reused from --out when already there), train task-conditioned RPG with the public API on the
@@ -182,25 +185,27 @@ def main() -> None:
     ap.add_argument("--kinds", default="lora,dora")
     ap.add_argument("--lora", default="r=4,targets=q,v")
     ap.add_argument("--head", default="adapter", choices=("adapter", "shared"))
-    ap.add_argument("--tasks", type=int, default=330, help="tasks in the grid (seeded subset)")
-    ap.add_argument("--unseen", type=int, default=30, help="tasks held out")
+    ap.add_argument("--tasks", type=int, default=220, help="tasks in the grid (seeded subset)")
+    ap.add_argument("--unseen", type=int, default=20, help="tasks held out")
     ap.add_argument("--adapter-steps", type=int, default=None)
     ap.add_argument("--pretrain-steps", type=int, default=None)
     ap.add_argument("--preset", default="cpu-tasks")
-    ap.add_argument("--steps", type=int, default=None, help="generator training steps")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="RPG config overrides")
+    ap.add_argument("--steps", type=int, default=1000, help="generator training steps")
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                    help="RPG config overrides (default: token_size=128 diffusion_batch=128: "
+                         "a LoRA A or B matrix of r=4, d=32 is one token of 128 values)")
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--sample-steps", default="60,10,2",
                     help="DDIM steps when sampling, a comma list: each is measured")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true",
-                    help="reduced size: 66 tasks (6 unseen), 1000 generator steps")
+                    help="reduced size: 66 tasks (6 unseen), 300 generator steps")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
+    if args.set is None:
+        args.set = ["token_size=128", "diffusion_batch=128"]
     if args.quick:
-        args.tasks, args.unseen = 66, 6
-        args.steps = args.steps or 1000
+        args.tasks, args.unseen, args.steps = 66, 6, 300
         args.out = args.out if args.out != "runs/bench-adapters" else "runs/bench-adapters-quick"
     args.sample_steps = [int(s) for s in str(args.sample_steps).split(",") if s.strip()]
     torch.set_num_threads(1)
