@@ -5,8 +5,6 @@ for a branch each."""
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +33,8 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
                        help="optimizer steps pretraining the base (default 600)")
 
 
-def run_collect(args: argparse.Namespace) -> int:
-    """`paramgen collect --lora`: collect an adapter grid and print a summary."""
+def collect_from_args(args: argparse.Namespace, progress: bool = True):
+    """`paramgen collect --lora`: collect an adapter grid (the command prints the summary)."""
     from paramgen.adapters.collect import collect_adapters
     from paramgen.adapters.recipe import LoraRecipe
     from paramgen.commands.collect import _parse_tasks
@@ -44,22 +42,16 @@ def run_collect(args: argparse.Namespace) -> int:
     if args.tasks is None:
         raise ValueError("--lora needs --tasks (all, N, bit strings or @FILE): one adapter is "
                          "trained per task")
-    t0 = time.perf_counter()
     recipe = LoraRecipe.parse(args.lora, dora=args.dora)
     ckpts = collect_adapters(args.data, args.out, tasks=_parse_tasks(args.tasks), recipe=recipe,
                              base=args.base, steps=args.epochs, lr=args.lr,
                              batch_size=args.batch_size, seed=args.seed,
                              pretrain_steps=args.pretrain_steps, data_root=args.data_root,
-                             progress=not args.no_progress)
-    scores = [ckpts.metrics(i)["balanced_accuracy"] for i in range(len(ckpts))]
-    kind = "DoRA" if recipe.dora else "LoRA"
-    print(f"{len(ckpts)} {kind} adapters (r={recipe.r} on {','.join(recipe.targets)}, head: "
-          f"{recipe.head}; {ckpts.num_params} values each) in {args.out}/peft, base in "
-          f"{args.out}/base")
-    print(f"test balanced accuracy: mean {statistics.fmean(scores):.4f}  min {min(scores):.4f}  "
-          f"max {max(scores):.4f}")
-    print(f"time: {time.perf_counter() - t0:.1f} s")
-    return 0
+                             progress=progress)
+    print(f"{'DoRA' if recipe.dora else 'LoRA'} adapters (r={recipe.r} on "
+          f"{','.join(recipe.targets)}, task head: {recipe.head}) as PEFT folders in "
+          f"{args.out}/peft, the base in {args.out}/base")
+    return ckpts
 
 
 def generate_adapter(gen: Any, bits: str, out: str, seed: int = 0,

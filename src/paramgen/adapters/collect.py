@@ -75,7 +75,7 @@ def collect_adapters(data: str, out: str | os.PathLike, tasks: str | int | Itera
     from paramgen.adapters.recipe import json_config
     from paramgen.adapters.training import TRAIN_DEFAULTS, adapter_state, attach, train_adapter
     from paramgen.checkpoints import CheckpointSet, CheckpointWriter
-    from paramgen.collect import _progress, _resolve_tasks
+    from paramgen.collect.loop import progress_bar
     from paramgen.metrics import evaluate_model
 
     if isinstance(recipe, str):
@@ -85,7 +85,7 @@ def collect_adapters(data: str, out: str | os.PathLike, tasks: str | int | Itera
                                      {"steps": steps, "lr": lr, "batch_size": batch_size}.items()
                                      if v is not None}}
     n_cls = pdata.num_classes(data)
-    task_list = _resolve_tasks(tasks, n_cls, seed)
+    task_list = pdata.resolve_tasks(tasks, n_cls, seed)
     x_tr, y_tr, x_te, y_te = pdata.load(data, root=data_root)
 
     def log(msg: str) -> None:
@@ -115,7 +115,7 @@ def collect_adapters(data: str, out: str | os.PathLike, tasks: str | int | Itera
         writer = CheckpointWriter(out, info=info)
         done = {p.get("task") for p in writer.provenances}
         todo = [t for t in task_list if t not in done]
-        bar = _progress(len(task_list), f"{'dora' if recipe.dora else 'lora'}/{data} adapters",
+        bar = progress_bar(len(task_list), f"{'dora' if recipe.dora else 'lora'}/{data} adapters",
                         progress, initial=len(task_list) - len(todo))
         try:
             for i, bits in enumerate(todo):

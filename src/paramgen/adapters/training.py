@@ -60,7 +60,7 @@ def train_adapter(peft_model, x: Tensor, y: Tensor, steps: int | None = None,
     """Train the adapter's parameters on binary labels ``y`` (class-balanced cross-entropy, Adam,
     warm-up + cosine decay to a tenth, seeded mini-batches). ``on_step(step, model)`` runs after
     every step (the benchmark times the training around it). Returns the model in eval mode."""
-    from paramgen.collect import _cosine_lr
+    from paramgen.collect.loop import cosine_lr
     from paramgen.data import class_weights
 
     steps = TRAIN_DEFAULTS["steps"] if steps is None else int(steps)
@@ -76,7 +76,7 @@ def train_adapter(peft_model, x: Tensor, y: Tensor, steps: int | None = None,
     peft_model.train()
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = _cosine_lr(step, steps, lr, floor=0.1)
+            group["lr"] = cosine_lr(step, steps, lr, floor=0.1)
         if batch_size >= len(x):
             xb, yb = x, y
         else:
