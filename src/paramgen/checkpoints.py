@@ -428,6 +428,15 @@ class CheckpointSet:
         return cls(items, spec, cond, runs_l, metrics_l, prov_l, info_d)
 
     @classmethod
+    def import_peft(cls, adapter_dirs: Sequence[str | os.PathLike] | str | os.PathLike,
+                    conditions: Any = None) -> "CheckpointSet":
+        """PEFT adapter folders as a set: each adapter_model.safetensors is a checkpoint, the
+        adapter_config.json is kept in info["peft_config"] (see paramgen.adapters.importer)."""
+        from paramgen.adapters.importer import import_peft
+
+        return import_peft(adapter_dirs, conditions=conditions)
+
+    @classmethod
     def load(cls, directory: str | os.PathLike) -> "CheckpointSet":
         """Open a CheckpointSet folder. Reads the manifest and every file's header now (so layout
         errors surface at once, naming the file); tensor data is read on access."""

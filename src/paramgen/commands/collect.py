@@ -18,6 +18,8 @@ examples:
       p-diff style: after convergence only the last two normalization layers keep training
   paramgen collect --arch mlp --data digits --tasks all --per-task 3 --out runs/grid
       RPG task grid: one MLP per binary relabelling of the 10 classes (1022 tasks)
+  paramgen collect --lora r=4,targets=q,v --tasks 300 --data digits --out runs/lora
+      one LoRA adapter per task on a transformer pretrained once on all classes (--dora: DoRA)
 
 Interrupted (Ctrl-C, a crash, a kill)? Run the same command again: finished checkpoints and tasks
 are kept, and a run in progress continues from its last saved state.
@@ -97,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "available, else cpu); task grids run on CPU workers")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bars (they go to stderr)")
+    from paramgen.adapters.cli import add_collect_arguments
+
+    add_collect_arguments(parser)  # --lora, --dora, --base: adapter task grids
 
 
 def _parse_tasks(spec: str) -> str | list[str]:
@@ -141,6 +146,10 @@ def _hidden_option(arch: str, widths: list[int] | None) -> dict:
 def _collect(args: argparse.Namespace, arch: str, hidden: list[int] | None, progress: bool):
     from paramgen.collect import collect, collect_tasks
 
+    if getattr(args, "lora", None) is not None:  # an adapter task grid: paramgen.adapters
+        from paramgen.adapters.cli import collect_from_args
+
+        return collect_from_args(args, progress)
     if args.tasks is not None:
         return collect_tasks(arch, args.data, args.out, tasks=_parse_tasks(args.tasks),
                              per_task=args.per_task, epochs=args.epochs, lr=args.lr,
@@ -182,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     scores = [ckpts.metrics(i).get(metric) for i in range(len(ckpts))]
     scores = [s for s in scores if s is not None]
     print(f"{len(ckpts)} checkpoints in {args.out} ({ckpts.num_params} parameters each, "
-          f"{ckpts.info.get('arch')} on {ckpts.info.get('data')})")
+          f"{ckpts.info.get('arch') or ckpts.info.get('kind')} on {ckpts.info.get('data')})")
     if scores:
         print(f"test {metric}: mean {statistics.fmean(scores):.4f}  min {min(scores):.4f}  "
               f"max {max(scores):.4f}")
