@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from paramgen import data, metrics, zoo
 from paramgen.checkpoints import CheckpointSet, CheckpointWriter
-from paramgen.methods import PDiff, PDiffConfig, RPG, Generator, RPGConfig, load_generator
+from paramgen.methods import IGPG, IGPGConfig, PDiff, PDiffConfig, RPG, Generator, RPGConfig, load_generator
 
-__all__ = ["CheckpointSet", "CheckpointWriter", "Generator", "PDiff", "PDiffConfig", "RPG", "RPGConfig", "data",
+__all__ = ["CheckpointSet", "CheckpointWriter", "Generator", "IGPG", "IGPGConfig", "PDiff", "PDiffConfig", "RPG", "RPGConfig", "data",
            "load_generator", "metrics", "zoo"]

@@ -18,5 +18,9 @@ from paramgen.methods.pdiff import PDiff, PDiffConfig  # noqa: E402
 
 register(PDiff)
 
-__all__ = ["Generator", "METHODS", "PDiff", "PDiffConfig", "RPG", "RPGConfig", "load_generator",
+from paramgen.methods.igpg import IGPG, IGPGConfig  # noqa: E402
+
+register(IGPG)
+
+__all__ = ["Generator", "IGPG", "IGPGConfig", "METHODS", "PDiff", "PDiffConfig", "RPG", "RPGConfig", "load_generator",
            "read_config", "register"]

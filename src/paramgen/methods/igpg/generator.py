@@ -1,0 +1,505 @@
+"""IGPG: one instruction-guided generator for a zoo of architectures and datasets.
+
+``IGPG().fit([ckpts_a, ckpts_b, ...])`` learns, over collections of different architectures and
+datasets, (1) a Gumbel VQ-VAE that turns fixed-size chunks of every model's normalised parameters
+into codebook tokens and (2) a GPT prior over each model's token sequence, conditioned on an
+embedding of the architecture's description and one of the dataset. ``sample(n, like=...,
+dataset=...)`` asks the prior for the tokens of ``like``'s layout on that dataset, decodes them
+chunk by chunk and returns state dicts with exactly ``like``'s keys, shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from paramgen import io
+from paramgen.methods.base import FORMAT, FORMAT_VERSION, Generator, read_config
+from paramgen.methods.igpg import text as text_encoder
+from paramgen.methods.igpg.chunking import (check_single_dtype, chunk_slots, chunk_tensor,
+                                            chunker_for_unseen, fit_chunker, layout_signature)
+from paramgen.methods.igpg.config import IGPGConfig
+from paramgen.methods.igpg.describe import (dataset_name, dataset_text, describe_architecture,
+                                            generated_layout)
+from paramgen.methods.igpg.loop import Stage, run_stage
+from paramgen.methods.igpg.prior import GPTPrior
+from paramgen.methods.igpg.vqvae import GumbelVQVAE
+from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
+
+
+@dataclass
+class ZooEntry:
+    """What the generator keeps of one training collection (one architecture on one dataset)."""
+
+    signature: str
+    dataset: str | None
+    arch_text: str
+    tokenizer: Tokenizer
+    size: int
+    info: dict = field(default_factory=dict)
+
+
+def _canon_dataset(name: str | None) -> str | None:
+    if name is None:
+        return None
+    from paramgen import data
+
+    try:
+        return data.loaders._canonical(name)
+    except ValueError:
+        return " ".join(name.lower().split())
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _as_state_dict(like: Any) -> dict[str, Tensor]:
+    if isinstance(like, nn.Module):
+        return {k: v.detach().cpu() for k, v in like.state_dict().items()}
+    if isinstance(like, Mapping) and all(isinstance(v, Tensor) for v in like.values()):
+        return dict(like)
+    if isinstance(like, (str, os.PathLike)):
+        path = Path(like)
+        if not path.is_file():
+            raise FileNotFoundError(f"like={str(like)!r}: no such file")
+        if path.suffix != ".safetensors":
+            raise ValueError(f"like={str(like)!r}: give a .safetensors state dict, a state dict "
+                             "or an nn.Module")
+        return load_file(str(path))
+    raise ValueError("like= must be a state dict (str -> Tensor), an nn.Module or a "
+                     f".safetensors path, got {type(like).__name__}")
+
+
+class IGPG(Generator):
+    """Instruction-guided parameter generation: ``IGPG(preset="cpu")`` (default),
+    ``"tiny"`` (tests) or ``"paper"``; or ``config=IGPGConfig(...)``; keyword overrides apply."""
+
+    method = "igpg"
+
+    def __init__(self, preset: str | None = None, config: IGPGConfig | dict | None = None,
+                 **overrides: Any):
+        if config is not None and preset is not None:
+            raise ValueError("give either preset= or config=, not both")
+        self.preset = preset or ("cpu" if config is None else None)
+        if isinstance(config, dict):
+            config = IGPGConfig.from_dict({**config, **overrides})
+        elif config is None:
+            config = IGPGConfig.from_preset(preset or "cpu", **overrides)
+        elif overrides:
+            import dataclasses
+
+            config = dataclasses.replace(config, **overrides)
+        self.config: IGPGConfig = config
+        self.zoo: list[ZooEntry] = []
+        self.vqvae: GumbelVQVAE | None = None
+        self.prior: GPTPrior | None = None
+        self.dataset_conditioned = False
+        self.context = 0
+        self._texts: dict[str, Tensor] = {}
+        self.history: list[dict] = []
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        return _resolve_device(self.config.device)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({e.dataset for e in self.zoo if e.dataset is not None})
+
+    def _embed(self, texts: Sequence[str]) -> Tensor:
+        missing = [t for t in texts if t not in self._texts]
+        if missing:
+            for t, v in zip(missing, text_encoder.encode(missing)):
+                self._texts[t] = v
+        return torch.stack([self._texts[t] for t in texts])
+
+    def _require_fitted(self) -> None:
+        if self.vqvae is None or self.prior is None:
+            raise RuntimeError("this IGPG generator is not trained: call fit() or "
+                               "from_pretrained()")
+
+    def _build_networks(self, cond_dim: int) -> None:
+        cfg = self.config
+        self.vqvae = GumbelVQVAE(cfg.chunk_size, cfg.tokens_per_chunk, cfg.codebook_size,
+                                 cfg.code_dim, cfg.vq_hidden)
+        self.prior = GPTPrior(cfg.codebook_size, cfg.prior_dim, cfg.prior_layers,
+                              cfg.prior_heads, self.context, cond_dim, self.dataset_conditioned,
+                              cfg.dropout)
+
+    # ------------------------------------------------------------------ training
+    @staticmethod
+    def _collections(collections: Any) -> list:
+        from paramgen.checkpoints import CheckpointSet
+
+        items = [collections] if isinstance(collections, CheckpointSet) else list(collections)
+        if not items:
+            raise ValueError("IGPG.fit needs at least one CheckpointSet")
+        for i, c in enumerate(items):
+            if not isinstance(c, CheckpointSet):
+                raise ValueError(f"collections[{i}] is a {type(c).__name__}, not a CheckpointSet "
+                                 "(build one with pg.CheckpointSet.from_state_dicts(..., "
+                                 "info={'dataset': ...}))")
+            if len(c) == 0:
+                raise ValueError(f"collections[{i}] is empty")
+        return items
+
+    def fit(self, collections, steps: int | None = None, seed: int = 0,
+            workdir: str | os.PathLike | None = None, progress: bool = True) -> "IGPG":
+        """Train on one CheckpointSet or a list of them (any mix of architectures and datasets;
+        a set's dataset text is ``info["dataset"]``, else its ``info["data"]``).
+
+        ``steps`` sets the steps of each of the two stages (VQ-VAE, prior); default: the
+        preset's. With ``workdir``, each stage saves its state and a rerun resumes.
+        """
+        cfg = self.config
+        items = self._collections(collections)
+        vq_steps = int(steps if steps is not None else cfg.vq_steps)
+        prior_steps = int(steps if steps is not None else cfg.prior_steps)
+        if min(vq_steps, prior_steps) < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        torch.manual_seed(seed)
+        t_start = time.time()
+
+        # 1. chunk every collection; describe its architecture and dataset
+        self.zoo, chunk_sets = [], []
+        for i, ckpts in enumerate(items):
+            info = ckpts.info
+            where = f"collection {i} ({info.get('arch', '?')} on {dataset_name(info) or '?'})"
+            first = ckpts[0]
+            check_single_dtype(first, where)
+            tokenizer = fit_chunker(ckpts, cfg.chunk_size, cfg.vectorization)
+            if tokenizer.num_tokens == 0:
+                raise ValueError(f"{where} has no floating tensors to generate")
+            arch_text = describe_architecture(generated_layout(first), info.get("architecture"))
+            self.zoo.append(ZooEntry(layout_signature(first), dataset_name(info), arch_text,
+                                     tokenizer, len(ckpts), dict(info)))
+            chunk_sets.append(chunk_tensor(tokenizer, ckpts))
+        named = [e.dataset is not None for e in self.zoo]
+        mode = cfg.dataset_condition
+        self.dataset_conditioned = mode == "on" or (mode == "auto" and any(named))
+        if self.dataset_conditioned and not all(named):
+            i = named.index(False)
+            raise ValueError(f"collection {i} names no dataset (info['dataset'] or info['data']) "
+                             "while others do: give every collection one, or pass "
+                             "dataset_condition='off'")
+        l = cfg.tokens_per_chunk
+        lengths = [e.tokenizer.num_tokens * l for e in self.zoo]
+        self.context = int(cfg.context or max(lengths))
+        for e, n in zip(self.zoo, lengths):
+            if n > self.context:
+                raise ValueError(f"{e.info.get('arch', e.signature)} needs {n} tokens, more than "
+                                 f"the prior's context of {self.context}: raise context= or "
+                                 "chunk_size=")
+        arch_emb = self._embed([e.arch_text for e in self.zoo])
+        data_emb = (self._embed([dataset_text(e.dataset) for e in self.zoo])
+                    if self.dataset_conditioned else None)
+        self._build_networks(arch_emb.shape[1])
+        device = self.device
+        vq, prior = self.vqvae.to(device), self.prior.to(device)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        cpu_gen = torch.Generator().manual_seed(seed + 1)
+        fingerprint = self._fingerprint(chunk_sets, seed)
+        state_dir = Path(workdir) if workdir is not None else None
+        self.history = []
+
+        # 2. the VQ-VAE on every chunk of every model
+        x = torch.cat([c.reshape(-1, cfg.chunk_size) for c in chunk_sets]).to(device)
+        m = torch.cat([e.tokenizer.mask.repeat(c.shape[0], 1)
+                       for e, c in zip(self.zoo, chunk_sets)]).to(device)
+
+        def vq_loss(step: int):
+            tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** (step / max(vq_steps - 1, 1))
+            idx = torch.randint(0, x.shape[0], (min(cfg.vq_batch, x.shape[0]),),
+                                generator=cpu_gen).to(device)
+            loss, logged = vq.loss(x[idx], m[idx], tau, cfg.commitment, cfg.codebook_weight,
+                                   generator=gen)
+            return loss, {**logged, "tau": tau}
+
+        self.timings["vqvae_s"] = run_stage(
+            Stage("vqvae", vq_steps, vq, cfg.vq_lr, 0.0, vq_loss),
+            warmup=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, grad_clip=cfg.grad_clip,
+            save_every=cfg.save_every,
+            state_path=state_dir / "igpg_vqvae.pt" if state_dir else None,
+            fingerprint=fingerprint + f"/vq{vq_steps}", rng=[gen, cpu_gen], progress=progress,
+            history=self.history)
+
+        # 3. every model as a token sequence; the prior learns them given arch and dataset
+        with torch.no_grad():
+            seqs = [torch.cat([vq.tokenize(c[j].to(device), e.tokenizer.mask.to(device))
+                               .reshape(1, -1) for j in range(c.shape[0])])
+                    for e, c in zip(self.zoo, chunk_sets)]
+        slots = [chunk_slots(e.tokenizer, l).to(device) for e in self.zoo]
+        owner = torch.cat([torch.full((s.shape[0],), i) for i, s in enumerate(seqs)])
+        row = torch.cat([torch.arange(s.shape[0]) for s in seqs])
+        arch_dev = arch_emb.to(device)
+        data_dev = data_emb.to(device) if data_emb is not None else None
+
+        def prior_loss(step: int):
+            pick = torch.randint(0, owner.shape[0], (cfg.prior_batch,), generator=cpu_gen)
+            toks, slts, valid = self._batch([(int(owner[p]), int(row[p])) for p in pick],
+                                            seqs, slots, device)
+            cols = owner[pick].to(device)
+            loss = prior.loss(toks, slts, valid, arch_dev[cols],
+                              data_dev[cols] if data_dev is not None else None)
+            return loss, {}
+
+        self.timings["prior_s"] = run_stage(
+            Stage("prior", prior_steps, prior, cfg.prior_lr, cfg.weight_decay, prior_loss),
+            warmup=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, grad_clip=cfg.grad_clip,
+            save_every=cfg.save_every,
+            state_path=state_dir / "igpg_prior.pt" if state_dir else None,
+            fingerprint=fingerprint + f"/prior{prior_steps}", rng=[cpu_gen],
+            progress=progress, history=self.history)
+        self.timings["fit_s"] = time.time() - t_start
+        vq.eval()
+        prior.eval()
+        return self
+
+    @staticmethod
+    def _batch(picks: list[tuple[int, int]], seqs: list[Tensor], slots: list[Tensor],
+               device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        n = max(seqs[c].shape[1] for c, _ in picks)
+        toks = torch.zeros(len(picks), n, dtype=torch.long, device=device)
+        slts = torch.zeros(len(picks), n, 3, dtype=torch.long, device=device)
+        valid = torch.zeros(len(picks), n, dtype=torch.bool, device=device)
+        for b, (c, r) in enumerate(picks):
+            k = seqs[c].shape[1]
+            toks[b, :k] = seqs[c][r]
+            slts[b, :k] = slots[c]
+            valid[b, :k] = True
+        return toks, slts, valid
+
+    def _fingerprint(self, chunk_sets: list[Tensor], seed: int) -> str:
+        h = hashlib.sha256()
+        h.update(repr(sorted(self.config.to_dict().items())).encode())
+        h.update(str(seed).encode())
+        for c in chunk_sets:
+            h.update(str(tuple(c.shape)).encode())
+            h.update(c[:, :, :4].contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ sampling
+    def _target(self, like: Mapping[str, Tensor], dataset: str | None,
+                architecture: str | None) -> tuple[Tokenizer, str, str | None, str]:
+        """The chunker, architecture text and dataset for sampling models like ``like``, and
+        whether that layout/dataset pair was seen ("seen", "unseen-pair", "unseen-arch")."""
+        check_single_dtype(like, "like")
+        if self.dataset_conditioned:
+            if dataset is None:
+                if len(self.datasets) != 1:
+                    raise ValueError("this generator is conditioned on datasets "
+                                     f"{self.datasets}: pass dataset=TEXT")
+                dataset = self.datasets[0]
+        elif dataset is not None:
+            raise ValueError(f"dataset={dataset!r}, but this generator was trained without "
+                             "dataset conditioning (its collections named no dataset); sample "
+                             "it with dataset=None")
+        sig = layout_signature(like)
+        same = [e for e in self.zoo if e.signature == sig]
+        exact = [e for e in same if _canon_dataset(e.dataset) == _canon_dataset(dataset)]
+        if exact or same:
+            entry = (exact or same)[0]
+            arch_text = entry.arch_text
+            if architecture:
+                arch_text = describe_architecture(generated_layout(like), architecture)
+            return entry.tokenizer, arch_text, dataset, "seen" if exact else "unseen-pair"
+        tokenizer = chunker_for_unseen(like, self.config.chunk_size, self.config.vectorization,
+                                       [e.tokenizer for e in self.zoo])
+        return (tokenizer, describe_architecture(generated_layout(like), architecture),
+                dataset, "unseen-arch")
+
+    def _token_models(self, n: int, like: Any, dataset: str | None, seed: int,
+                      temperature: float | None, top_k: int | None, architecture: str | None,
+                      progress: bool) -> tuple[Tokenizer, Iterator[tuple[int, Tensor]]]:
+        """The chunker of the target layout, and an iterator of (model index, token ids [C, l])."""
+        self._require_fitted()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        cfg = self.config
+        sd = _as_state_dict(like)
+        tokenizer, arch_text, dataset, _ = self._target(sd, dataset, architecture)
+        l = cfg.tokens_per_chunk
+        length = tokenizer.num_tokens * l
+        if length > self.context:
+            raise ValueError(f"like has {tokenizer.num_values} values in {tokenizer.num_tokens} "
+                             f"chunks of {cfg.chunk_size} = {length} tokens, more than this "
+                             f"generator's context of {self.context} tokens: it cannot cover "
+                             "that architecture (fit with a larger context= or chunk_size=)")
+        temperature = cfg.temperature if temperature is None else float(temperature)
+        top_k = cfg.top_k if top_k is None else int(top_k)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        device = self.device
+        arch = self._embed([arch_text]).to(device)
+        data = self._embed([dataset_text(dataset)]).to(device) if self.dataset_conditioned \
+            else None
+        slots = chunk_slots(tokenizer, l).to(device)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        prior = self.prior.to(device).eval()
+
+        def models() -> Iterator[tuple[int, Tensor]]:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="igpg sample", disable=not progress, dynamic_ncols=True)
+            for start in range(0, n, cfg.sample_batch):
+                k = min(cfg.sample_batch, n - start)
+                toks = prior.generate(slots.expand(k, -1, -1), arch.expand(k, -1),
+                                      data.expand(k, -1) if data is not None else None,
+                                      temperature, top_k, gen)
+                for j in range(k):
+                    yield start + j, toks[j].view(-1, l)
+                    bar.update(1)
+            bar.close()
+
+        return tokenizer, models()
+
+    @torch.no_grad()
+    def _decode_into(self, tokenizer: Tokenizer, tokens: Tensor, sink, block: int = 4096
+                     ) -> None:
+        """Decode one model's token ids [C, l] a block of chunks at a time into ``sink``."""
+        stream = Detokenizer(tokenizer, sink)
+        vq = self.vqvae.to(self.device).eval()
+        for s in range(0, tokens.shape[0], block):
+            stream.feed(vq.decode(tokens[s:s + block]).float().cpu())
+        stream.close()
+
+    @torch.no_grad()
+    def sample(self, n: int = 1, like: Any = None, dataset: str | None = None, seed: int = 0,
+               temperature: float | None = None, top_k: int | None = None,
+               architecture: str | None = None, progress: bool = False, condition: Any = None,
+               **options: Any) -> list[dict[str, Tensor]]:
+        """``n`` state dicts with exactly ``like``'s keys, shapes and dtypes, for ``dataset``.
+
+        ``like``: a state dict, an ``nn.Module`` or a ``.safetensors`` path (its values are not
+        used, only its layout; integer buffers and scalars are copied from the matching training
+        collection, or from ``like`` for a layout the zoo did not hold). ``temperature`` and
+        ``top_k`` shape the prior's sampling (default: the config's). ``architecture``: free
+        text added to the layout's description (as ``info["architecture"]`` was in training).
+        """
+        if like is None:
+            raise ValueError("IGPG.sample needs like= (a state dict or module of the "
+                             "architecture to generate)")
+        if condition is not None or options:
+            raise ValueError("IGPG.sample takes like= and dataset=, not condition= or "
+                             f"{sorted(options)}")
+        tokenizer, models = self._token_models(n, like, dataset, seed, temperature, top_k,
+                                               architecture, progress)
+        out = []
+        for _, tokens in models:
+            builder = StateDictBuilder(tokenizer)
+            self._decode_into(tokenizer, tokens, builder)
+            out.append(builder.result())
+        return out
+
+    @torch.no_grad()
+    def sample_to_files(self, paths: Sequence[str | os.PathLike], like: Any = None,
+                        dataset: str | None = None, seed: int = 0,
+                        temperature: float | None = None, top_k: int | None = None,
+                        architecture: str | None = None, progress: bool = False,
+                        metadata: dict[str, str] | None = None, condition: Any = None,
+                        **options: Any) -> list[Path]:
+        """Sample ``len(paths)`` models, each decoded chunk block by chunk block straight into
+        its ``.safetensors`` file (only token ids are held per model, not its values)."""
+        if like is None:
+            raise ValueError("IGPG.sample_to_files needs like= (the architecture to generate)")
+        if condition is not None or options:
+            raise ValueError("IGPG samples take like= and dataset=, not condition= or "
+                             f"{sorted(options)}")
+        tokenizer, models = self._token_models(len(paths), like, dataset, seed, temperature,
+                                               top_k, architecture, progress)
+        written = []
+        for i, tokens in models:
+            sink = SafetensorsSink(tokenizer, paths[i], metadata)
+            try:
+                self._decode_into(tokenizer, tokens, sink)
+            except BaseException:
+                sink.abort()
+                raise
+            written.append(sink.close())
+        return written
+
+    @torch.no_grad()
+    def reconstruct(self, state_dict: Mapping[str, Tensor], dataset: str | None = None
+                    ) -> dict[str, Tensor]:
+        """VQ-VAE round trip of one model: chunk, tokenize, decode (IGPG Table 3's
+        "VQVAE reconstruction")."""
+        self._require_fitted()
+        sd = _as_state_dict(state_dict)
+        tokenizer, _, _, _ = self._target(sd, dataset if self.dataset_conditioned else None,
+                                          None)
+        device = self.device
+        chunks = tokenizer.tokenize(sd).to(device)
+        tokens = self.vqvae.to(device).eval().tokenize(chunks, tokenizer.mask.to(device))
+        builder = StateDictBuilder(tokenizer)
+        self._decode_into(tokenizer, tokens, builder)
+        return builder.result()
+
+    # ------------------------------------------------------------------ files
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        self._require_fitted()
+        path = Path(path)
+        texts = sorted(self._texts)
+        config = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
+            "preset": self.preset, "config": self.config.to_dict(),
+            "dataset_conditioned": self.dataset_conditioned, "context": self.context,
+            "zoo": [{"signature": e.signature, "dataset": e.dataset, "arch_text": e.arch_text,
+                     "size": e.size, "info": e.info, "tokenizer": e.tokenizer.to_config()}
+                    for e in self.zoo],
+            "texts": texts, "timings": self.timings,
+        }
+        tensors = {f"vqvae.{k}": v for k, v in self.vqvae.state_dict().items()}
+        tensors.update({f"prior.{k}": v for k, v in self.prior.state_dict().items()})
+        for i, e in enumerate(self.zoo):
+            tensors.update({f"zoo.{i}.{k}": v for k, v in e.tokenizer.copied_tensors().items()})
+        if texts:
+            tensors["text_embeddings"] = torch.stack([self._texts[t] for t in texts])
+        io.save_safetensors(path / "model.safetensors",
+                            {k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        io.write_json(path / "config.json", config)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> "IGPG":
+        path = Path(path)
+        config = read_config(path, cls.method)
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} not found beside {path / 'config.json'}")
+        tensors = load_file(str(weights))
+        gen = cls(config=IGPGConfig.from_dict(config["config"]))
+        gen.preset = config.get("preset")
+        gen.dataset_conditioned = bool(config["dataset_conditioned"])
+        gen.context = int(config["context"])
+        gen.timings = dict(config.get("timings") or {})
+        for i, z in enumerate(config["zoo"]):
+            prefix = f"zoo.{i}."
+            own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            gen.zoo.append(ZooEntry(z["signature"], z["dataset"], z["arch_text"],
+                                    Tokenizer.from_config(z["tokenizer"], own), int(z["size"]),
+                                    dict(z.get("info") or {})))
+        texts = config.get("texts") or []
+        if texts:
+            gen._texts = dict(zip(texts, tensors["text_embeddings"].unbind(0)))
+        gen._build_networks(text_encoder.DIM)
+        for name, module in (("vqvae", gen.vqvae), ("prior", gen.prior)):
+            own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            missing, unexpected = module.load_state_dict(own, strict=False)
+            if missing or unexpected:
+                raise ValueError(f"{weights} does not match its config ({name}): missing "
+                                 f"{missing[:5]}, unexpected {unexpected[:5]}")
+            module.eval()
+        return gen
