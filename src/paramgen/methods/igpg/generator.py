@@ -31,7 +31,7 @@ from paramgen.methods.igpg.describe import (dataset_name, dataset_text, describe
                                             generated_layout)
 from paramgen.methods.igpg.loop import Stage, run_stage
 from paramgen.methods.igpg.prior import GPTPrior
-from paramgen.methods.igpg.vqvae import GumbelVQVAE
+from paramgen.methods.igpg.vqvae import CONTEXT_DROP, GumbelVQVAE
 from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
 
 
@@ -45,6 +45,7 @@ class ZooEntry:
     tokenizer: Tokenizer
     size: int
     info: dict = field(default_factory=dict)
+    position_offset: int = 0     # its chunks' ids in the VQ-VAE's position table
 
 
 def _canon_dataset(name: str | None) -> str | None:
@@ -133,8 +134,9 @@ class IGPG(Generator):
 
     def _build_networks(self, cond_dim: int) -> None:
         cfg = self.config
+        positions = sum(e.tokenizer.num_tokens for e in self.zoo)
         self.vqvae = GumbelVQVAE(cfg.chunk_size, cfg.tokens_per_chunk, cfg.codebook_size,
-                                 cfg.code_dim, cfg.vq_hidden)
+                                 cfg.code_dim, cfg.vq_hidden, positions, cond_dim)
         self.prior = GPTPrior(cfg.codebook_size, cfg.prior_dim, cfg.prior_layers,
                               cfg.prior_heads, self.context, cond_dim, self.dataset_conditioned,
                               cfg.dropout)
@@ -184,8 +186,9 @@ class IGPG(Generator):
             if tokenizer.num_tokens == 0:
                 raise ValueError(f"{where} has no floating tensors to generate")
             arch_text = describe_architecture(generated_layout(first), info.get("architecture"))
+            offset = sum(e.tokenizer.num_tokens for e in self.zoo)
             self.zoo.append(ZooEntry(layout_signature(first), dataset_name(info), arch_text,
-                                     tokenizer, len(ckpts), dict(info)))
+                                     tokenizer, len(ckpts), dict(info), offset))
             chunk_sets.append(chunk_tensor(tokenizer, ckpts))
         named = [e.dataset is not None for e in self.zoo]
         mode = cfg.dataset_condition
@@ -219,13 +222,22 @@ class IGPG(Generator):
         x = torch.cat([c.reshape(-1, cfg.chunk_size) for c in chunk_sets]).to(device)
         m = torch.cat([e.tokenizer.mask.repeat(c.shape[0], 1)
                        for e, c in zip(self.zoo, chunk_sets)]).to(device)
+        owner_of = torch.cat([torch.full((c.shape[0] * c.shape[1],), i)
+                              for i, c in enumerate(chunk_sets)]).to(device)
+        pos_of = torch.cat([e.tokenizer.positions.repeat(c.shape[0], 1)
+                            for e, c in zip(self.zoo, chunk_sets)]).to(device)
+        pid_of = torch.cat([(e.position_offset + torch.arange(c.shape[1])).repeat(c.shape[0])
+                            for e, c in zip(self.zoo, chunk_sets)]).to(device)
+        arch_dev = arch_emb.to(device)
 
         def vq_loss(step: int):
             tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** (step / max(vq_steps - 1, 1))
             idx = torch.randint(0, x.shape[0], (min(cfg.vq_batch, x.shape[0]),),
                                 generator=cpu_gen).to(device)
-            loss, logged = vq.loss(x[idx], m[idx], tau, cfg.commitment, cfg.codebook_weight,
-                                   generator=gen)
+            ctx = vq.context(arch_dev[owner_of[idx]], pos_of[idx], pid_of[idx],
+                             drop=CONTEXT_DROP, generator=gen)
+            loss, logged = vq.loss(x[idx], m[idx], ctx, tau, cfg.commitment,
+                                   cfg.codebook_weight, generator=gen)
             return loss, {**logged, "tau": tau}
 
         self.timings["vqvae_s"] = run_stage(
@@ -238,13 +250,15 @@ class IGPG(Generator):
 
         # 3. every model as a token sequence; the prior learns them given arch and dataset
         with torch.no_grad():
-            seqs = [torch.cat([vq.tokenize(c[j].to(device), e.tokenizer.mask.to(device))
-                               .reshape(1, -1) for j in range(c.shape[0])])
-                    for e, c in zip(self.zoo, chunk_sets)]
+            seqs = []
+            for i, (e, c) in enumerate(zip(self.zoo, chunk_sets)):
+                ctx = self._chunk_context(e.tokenizer, arch_emb[i:i + 1], e)
+                mask = e.tokenizer.mask.to(device)
+                seqs.append(torch.cat([vq.tokenize(c[j].to(device), mask, ctx).reshape(1, -1)
+                                       for j in range(c.shape[0])]))
         slots = [chunk_slots(e.tokenizer, l).to(device) for e in self.zoo]
         owner = torch.cat([torch.full((s.shape[0],), i) for i, s in enumerate(seqs)])
         row = torch.cat([torch.arange(s.shape[0]) for s in seqs])
-        arch_dev = arch_emb.to(device)
         data_dev = data_emb.to(device) if data_emb is not None else None
 
         def prior_loss(step: int):
@@ -282,6 +296,18 @@ class IGPG(Generator):
             valid[b, :k] = True
         return toks, slts, valid
 
+    @torch.no_grad()
+    def _chunk_context(self, tokenizer: Tokenizer, arch: Tensor, entry: ZooEntry | None
+                       ) -> Tensor:
+        """The VQ-VAE's context [C, hidden] for every chunk of a layout (``arch`` [1, 384]);
+        ``entry``: the zoo collection with this layout (None for a layout outside the zoo)."""
+        device = self.device
+        C = tokenizer.num_tokens
+        ids = (entry.position_offset + torch.arange(C)).to(device) if entry is not None \
+            else None
+        return self.vqvae.context(arch.to(device).expand(C, -1),
+                                  tokenizer.positions.to(device), ids)
+
     def _fingerprint(self, chunk_sets: list[Tensor], seed: int) -> str:
         h = hashlib.sha256()
         h.update(repr(sorted(self.config.to_dict().items())).encode())
@@ -293,7 +319,8 @@ class IGPG(Generator):
 
     # ------------------------------------------------------------------ sampling
     def _target(self, like: Mapping[str, Tensor], dataset: str | None,
-                architecture: str | None) -> tuple[Tokenizer, str, str | None, str]:
+                architecture: str | None
+                ) -> tuple[Tokenizer, str, str | None, str, ZooEntry | None]:
         """The chunker, architecture text and dataset for sampling models like ``like``, and
         whether that layout/dataset pair was seen ("seen", "unseen-pair", "unseen-arch")."""
         check_single_dtype(like, "like")
@@ -315,22 +342,24 @@ class IGPG(Generator):
             arch_text = entry.arch_text
             if architecture:
                 arch_text = describe_architecture(generated_layout(like), architecture)
-            return entry.tokenizer, arch_text, dataset, "seen" if exact else "unseen-pair"
+            return (entry.tokenizer, arch_text, dataset, "seen" if exact else "unseen-pair",
+                    entry)
         tokenizer = chunker_for_unseen(like, self.config.chunk_size, self.config.vectorization,
                                        [e.tokenizer for e in self.zoo])
         return (tokenizer, describe_architecture(generated_layout(like), architecture),
-                dataset, "unseen-arch")
+                dataset, "unseen-arch", None)
 
     def _token_models(self, n: int, like: Any, dataset: str | None, seed: int,
                       temperature: float | None, top_k: int | None, architecture: str | None,
-                      progress: bool) -> tuple[Tokenizer, Iterator[tuple[int, Tensor]]]:
-        """The chunker of the target layout, and an iterator of (model index, token ids [C, l])."""
+                      progress: bool) -> tuple[Tokenizer, Tensor, Iterator[tuple[int, Tensor]]]:
+        """The chunker of the target layout, the VQ-VAE context of its chunks, and an iterator
+        of (model index, token ids [C, l])."""
         self._require_fitted()
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         cfg = self.config
         sd = _as_state_dict(like)
-        tokenizer, arch_text, dataset, _ = self._target(sd, dataset, architecture)
+        tokenizer, arch_text, dataset, _, entry = self._target(sd, dataset, architecture)
         l = cfg.tokens_per_chunk
         length = tokenizer.num_tokens * l
         if length > self.context:
@@ -364,16 +393,16 @@ class IGPG(Generator):
                     bar.update(1)
             bar.close()
 
-        return tokenizer, models()
+        return tokenizer, self._chunk_context(tokenizer, arch, entry), models()
 
     @torch.no_grad()
-    def _decode_into(self, tokenizer: Tokenizer, tokens: Tensor, sink, block: int = 4096
-                     ) -> None:
+    def _decode_into(self, tokenizer: Tokenizer, tokens: Tensor, context: Tensor, sink,
+                     block: int = 4096) -> None:
         """Decode one model's token ids [C, l] a block of chunks at a time into ``sink``."""
         stream = Detokenizer(tokenizer, sink)
         vq = self.vqvae.to(self.device).eval()
         for s in range(0, tokens.shape[0], block):
-            stream.feed(vq.decode(tokens[s:s + block]).float().cpu())
+            stream.feed(vq.decode(tokens[s:s + block], context[s:s + block]).float().cpu())
         stream.close()
 
     @torch.no_grad()
@@ -395,12 +424,12 @@ class IGPG(Generator):
         if condition is not None or options:
             raise ValueError("IGPG.sample takes like= and dataset=, not condition= or "
                              f"{sorted(options)}")
-        tokenizer, models = self._token_models(n, like, dataset, seed, temperature, top_k,
-                                               architecture, progress)
+        tokenizer, context, models = self._token_models(n, like, dataset, seed, temperature,
+                                                        top_k, architecture, progress)
         out = []
         for _, tokens in models:
             builder = StateDictBuilder(tokenizer)
-            self._decode_into(tokenizer, tokens, builder)
+            self._decode_into(tokenizer, tokens, context, builder)
             out.append(builder.result())
         return out
 
@@ -418,13 +447,14 @@ class IGPG(Generator):
         if condition is not None or options:
             raise ValueError("IGPG samples take like= and dataset=, not condition= or "
                              f"{sorted(options)}")
-        tokenizer, models = self._token_models(len(paths), like, dataset, seed, temperature,
-                                               top_k, architecture, progress)
+        tokenizer, context, models = self._token_models(len(paths), like, dataset, seed,
+                                                        temperature, top_k, architecture,
+                                                        progress)
         written = []
         for i, tokens in models:
             sink = SafetensorsSink(tokenizer, paths[i], metadata)
             try:
-                self._decode_into(tokenizer, tokens, sink)
+                self._decode_into(tokenizer, tokens, context, sink)
             except BaseException:
                 sink.abort()
                 raise
@@ -438,13 +468,15 @@ class IGPG(Generator):
         "VQVAE reconstruction")."""
         self._require_fitted()
         sd = _as_state_dict(state_dict)
-        tokenizer, _, _, _ = self._target(sd, dataset if self.dataset_conditioned else None,
-                                          None)
+        tokenizer, arch_text, _, _, entry = self._target(
+            sd, dataset if self.dataset_conditioned else None, None)
         device = self.device
+        context = self._chunk_context(tokenizer, self._embed([arch_text]), entry)
         chunks = tokenizer.tokenize(sd).to(device)
-        tokens = self.vqvae.to(device).eval().tokenize(chunks, tokenizer.mask.to(device))
+        tokens = self.vqvae.to(device).eval().tokenize(chunks, tokenizer.mask.to(device),
+                                                        context)
         builder = StateDictBuilder(tokenizer)
-        self._decode_into(tokenizer, tokens, builder)
+        self._decode_into(tokenizer, tokens, context, builder)
         return builder.result()
 
     # ------------------------------------------------------------------ files
@@ -457,7 +489,8 @@ class IGPG(Generator):
             "preset": self.preset, "config": self.config.to_dict(),
             "dataset_conditioned": self.dataset_conditioned, "context": self.context,
             "zoo": [{"signature": e.signature, "dataset": e.dataset, "arch_text": e.arch_text,
-                     "size": e.size, "info": e.info, "tokenizer": e.tokenizer.to_config()}
+                     "size": e.size, "info": e.info, "position_offset": e.position_offset,
+                     "tokenizer": e.tokenizer.to_config()}
                     for e in self.zoo],
             "texts": texts, "timings": self.timings,
         }
@@ -490,7 +523,7 @@ class IGPG(Generator):
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             gen.zoo.append(ZooEntry(z["signature"], z["dataset"], z["arch_text"],
                                     Tokenizer.from_config(z["tokenizer"], own), int(z["size"]),
-                                    dict(z.get("info") or {})))
+                                    dict(z.get("info") or {}), int(z["position_offset"])))
         texts = config.get("texts") or []
         if texts:
             gen._texts = dict(zip(texts, tensors["text_embeddings"].unbind(0)))
