@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--condition", default=None, metavar="BITS",
                         help="task condition as bits, e.g. 0101010101, or comma-separated floats")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--like", default=None, metavar="FILE.safetensors",
+                        help="igpg: a state dict of the architecture to generate (only its "
+                             "keys, shapes and dtypes are used)")
+    parser.add_argument("--dataset", default=None, metavar="TEXT",
+                        help="igpg: the dataset to generate for, e.g. digits")
 
 
 def parse_condition(text: str | None):
@@ -53,6 +58,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     paths = [out / f"sample_{i:03d}.safetensors" for i in range(args.num)]
     # Streamed to disk as generated (RPG): memory does not grow with the model's size.
+    if gen.method == "igpg":
+        if args.like is None:
+            raise ValueError(f"{args.gen} is an igpg generator: pass --like FILE.safetensors "
+                             "(the architecture to generate) and --dataset TEXT")
+        if options:
+            raise ValueError("--mode/--sampler/--steps are for rpg and pdiff, not igpg")
+        options = {"like": args.like, "dataset": args.dataset}
+    elif args.like is not None or args.dataset is not None:
+        raise ValueError(f"--like/--dataset are for igpg generators; {args.gen} is "
+                         f"{gen.method!r}")
     gen.sample_to_files(paths, condition=parse_condition(args.condition), seed=args.seed,
                         progress=True, **options)
     print(f"wrote {len(paths)} models to {out}")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "fit a parameter generator (RPG or p-diff) on a checkpoint collection"
+HELP = "fit a parameter generator (RPG, p-diff or IGPG) on checkpoint collections"
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -24,17 +24,20 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpts", required=True, metavar="DIR",
+    parser.add_argument("--ckpts", required=True, metavar="DIR", action="append",
                         help="CheckpointSet folder (manifest.json + .safetensors), e.g. from "
-                             "`paramgen collect`")
+                             "`paramgen collect`; igpg takes several (repeat --ckpts), one per "
+                             "architecture/dataset")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="where to save the generator (config.json + model.safetensors)")
-    parser.add_argument("--method", default="rpg", choices=["rpg", "pdiff"],
-                        help="generator: rpg (recurrent diffusion) or pdiff (autoencoder + latent "
-                             "diffusion) (default: %(default)s)")
+    parser.add_argument("--method", default="rpg", choices=["rpg", "pdiff", "igpg"],
+                        help="generator: rpg (recurrent diffusion), pdiff (autoencoder + latent "
+                             "diffusion) or igpg (VQ-VAE + GPT prior over a zoo of architectures "
+                             "and datasets) (default: %(default)s)")
     parser.add_argument("--preset", default=None,
                         help="named settings: rpg: cpu, cpu-tasks, tiny, small, base, large; "
-                             "pdiff: cpu, cpu-partial, paper, official (default: cpu, or "
+                             "pdiff: cpu, cpu-partial, paper, official; igpg: cpu, tiny, paper "
+                             "(default: cpu, or "
                              "cpu-tasks for rpg with --condition-from)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: the preset's)")
@@ -80,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from paramgen.checkpoints import CheckpointSet
     from paramgen.methods import METHODS
 
+    if args.method == "igpg":
+        return _run_igpg(args)
+    if len(args.ckpts) > 1:
+        raise ValueError(f"--method {args.method} trains on one collection; got {len(args.ckpts)} "
+                         "--ckpts (several are for --method igpg)")
+    args.ckpts = args.ckpts[0]
     ckpts = CheckpointSet.load(args.ckpts)
     overrides = parse_overrides(args.set)
     out = Path(args.out)
@@ -111,4 +120,24 @@ def run(args: argparse.Namespace) -> int:
         io.write_json(out / "split.json", split)
     print(f"trained {args.method} ({gen.preset}) on {len(ckpts)} checkpoints in "
           f"{time.time() - t0:.0f} s -> {out}")
+    return 0
+
+
+def _run_igpg(args: argparse.Namespace) -> int:
+    import time
+
+    from paramgen.checkpoints import CheckpointSet
+    from paramgen.methods import METHODS
+
+    if args.condition_from != "none":
+        raise ValueError("--condition-from is for rpg; igpg conditions on each collection's "
+                         "architecture and info['dataset']")
+    sets = [CheckpointSet.load(d) for d in args.ckpts]
+    gen = METHODS["igpg"](preset=args.preset, **parse_overrides(args.set))
+    t0 = time.time()
+    gen.fit(sets, steps=args.steps, seed=args.seed,
+            workdir=args.workdir or Path(args.out) / ".train", progress=not args.quiet)
+    gen.save_pretrained(args.out)
+    print(f"trained igpg ({gen.preset}) on {len(sets)} collections "
+          f"({sum(len(s) for s in sets)} checkpoints) in {time.time() - t0:.0f} s -> {args.out}")
     return 0

@@ -99,7 +99,7 @@ class IGPGConfig:
 
 IGPG_PRESETS: dict[str, dict] = {
     "cpu": {},
-    "tiny": dict(chunk_size=32, tokens_per_chunk=2, codebook_size=64, code_dim=16,
+    "tiny": dict(chunk_size=64, tokens_per_chunk=2, codebook_size=64, code_dim=16,
                  vq_hidden=64, vq_steps=60, vq_batch=64, prior_dim=32, prior_layers=1,
                  prior_heads=2, prior_steps=40, prior_batch=4, warmup_steps=5),
     "paper": dict(chunk_size=4096, tokens_per_chunk=64, codebook_size=512, code_dim=64,

@@ -6,6 +6,8 @@ the paper concatenates them with the codebook embeddings; then the tokens of eve
 order. The input that predicts token i also carries where token i sits (tensor index, chunk in
 tensor, token in chunk, as sinusoidal features, plus a learned absolute position), so the prior
 always knows which layer it is writing. Causal attention; cross-entropy on the next token.
+Sampling keeps each layer's keys and values (a KV cache), so a model of N tokens costs N
+one-token steps rather than N passes over a growing prefix.
 """
 
 from __future__ import annotations
@@ -26,6 +28,44 @@ def slot_features(slots: Tensor, dim: int) -> Tensor:
                       sinusoidal(slots[:, 2], c)], 1)
 
 
+class Block(nn.Module):
+    """Pre-norm causal self-attention and MLP, with an optional key/value cache."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, cache: list | None = None) -> Tensor:
+        """x [B, T, dim]. With ``cache`` (a list, empty at first), x holds the next positions
+        only and attends to the cached keys and values, which are extended in place."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, D // self.heads) \
+            .permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            if cache:
+                k = torch.cat([cache[0], k], 2)
+                v = torch.cat([cache[1], v], 2)
+            cache[:] = [k, v]
+        # causal within the new positions; every cached position is in the past
+        causal = T > 1
+        if causal and k.shape[2] != T:
+            past = k.shape[2] - T
+            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril_(past)
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            att = F.scaled_dot_product_attention(
+                q, k, v, is_causal=causal,
+                dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.proj(att.transpose(1, 2).reshape(B, T, D))
+        return x + self.mlp(self.norm2(x))
+
+
 class GPTPrior(nn.Module):
     def __init__(self, vocab: int, dim: int, layers: int, heads: int, context: int,
                  cond_dim: int, dataset_conditioned: bool, dropout: float = 0.0):
@@ -42,10 +82,7 @@ class GPTPrior(nn.Module):
         self.position = nn.Parameter(torch.zeros(context, dim))
         nn.init.normal_(self.position, std=0.02)
         self.slot_proj = nn.Linear(dim, dim)
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=dropout,
-                                       activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab)
 
@@ -68,10 +105,8 @@ class GPTPrior(nn.Module):
                 ) -> Tensor:
         """Logits [B, n, vocab] for positions 0..n-1 (n = slots.shape[1])."""
         h = self._inputs(tokens, slots, arch, data)
-        length = h.shape[1]
-        mask = torch.ones(length, length, dtype=torch.bool, device=h.device).triu_(1)
         for block in self.blocks:
-            h = block(h, src_mask=mask, is_causal=True)
+            h = block(h)
         return self.head(self.norm(h[:, self.prefix - 1:]))
 
     def loss(self, tokens: Tensor, slots: Tensor, valid: Tensor, arch: Tensor,
@@ -88,12 +123,22 @@ class GPTPrior(nn.Module):
         """Sample token ids [B, n] for B models whose token positions are ``slots`` [B, n, 3]."""
         B, n = slots.shape[0], slots.shape[1]
         out = torch.zeros(B, n, dtype=torch.long, device=slots.device)
+        where = self.slot_proj(slot_features(slots.reshape(-1, 3), self.dim).view(B, n, -1)
+                               .to(self.position.dtype)) + self.position[:n]
+        prefix = [self.arch_proj(arch)[:, None]]
+        if self.data_proj is not None:
+            prefix.append(self.data_proj(data)[:, None])
+        h = torch.cat(prefix, 1)
+        h = torch.cat([h[:, :-1], h[:, -1:] + where[:, :1]], 1)     # predicts token 0
+        caches: list[list] = [[] for _ in self.blocks]
         for i in range(n):
-            logits = self.forward(out[:, :i + 1], slots[:, :i + 1], arch, data)[:, i].float()
-            logits = logits / temperature
+            for block, cache in zip(self.blocks, caches):
+                h = block(h, cache)
+            logits = self.head(self.norm(h[:, -1])).float() / temperature
             if top_k is not None and top_k < logits.shape[-1]:
                 kth = logits.topk(top_k, dim=-1).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = F.softmax(logits, -1)
-            out[:, i] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            out[:, i] = torch.multinomial(F.softmax(logits, -1), 1, generator=generator)[:, 0]
+            if i + 1 < n:
+                h = (self.token_emb(out[:, i]) + where[:, i + 1])[:, None]
         return out
