@@ -334,7 +334,13 @@ def test_kernel_path_matches_pure_pytorch(monkeypatch):
 def test_kernel_not_used_on_cpu():
     mixer = MambaMixer(8, d_state=3)
     assert mixer._kernel_for(torch.zeros(1)) is None
-    assert isinstance(mamba_kernel_available(), bool)
+    try:
+        import mamba_ssm  # noqa: F401
+        importable = torch.cuda.is_available()
+    except ImportError:
+        importable = False
+    # the kernel is reported available exactly when mamba_ssm imports on a CUDA machine
+    assert mamba_kernel_available() is importable
 
 
 def test_state_dict_names_match_mamba_ssm():

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 import paramgen as pg
 from paramgen.cli import main
-from paramgen.methods.igpg import text as text_encoder
+from paramgen import text as text_encoder
 from paramgen.methods.igpg.chunking import chunk_slots, fit_chunker
 from paramgen.methods.igpg.describe import describe_architecture, generated_layout
 from paramgen.methods.igpg.prior import GPTPrior
@@ -28,8 +28,8 @@ def _hash_encode(texts):
     for t in texts:
         seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
         rows.append(torch.nn.functional.normalize(
-            torch.randn(text_encoder.DIM, generator=torch.Generator().manual_seed(seed)), dim=0))
-    return torch.stack(rows) if rows else torch.zeros(0, text_encoder.DIM)
+            torch.randn(384, generator=torch.Generator().manual_seed(seed)), dim=0))
+    return torch.stack(rows) if rows else torch.zeros(0, 384)
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import torch
 from paramgen.checkpoints import CheckpointSet
 from paramgen.methods import METHODS, PDiff, PDiffConfig, load_generator
 from paramgen.methods.pdiff import last_norm_keys, resolve_keys, split_steps
-from paramgen.methods.pdiff_presets import PDIFF_PRESETS
+from paramgen.methods.pdiff.presets import PDIFF_PRESETS
 
 # A network small enough that a fit of a few steps takes well under a second; DDIM with few steps
 # keeps sampling cheap. Quality is not the point of the tests that use it.
@@ -178,7 +178,7 @@ def test_resume_from_workdir_matches_an_uninterrupted_run(tmp_path):
     first = PDiff(preset="cpu", save_every=2, **TINY)
     with pytest.raises(Stop):
         first.fit(sds, steps=8, seed=0, workdir=work, progress=False, callback=stop_at_5)
-    assert (work / "train_state.pt").is_file()
+    assert (work / "train_state.json").is_file() and (work / "train_state.safetensors").is_file()
     resumed = PDiff(preset="cpu", save_every=2, **TINY)
     steps_run = []
     resumed.fit(sds, steps=8, seed=0, workdir=work, progress=False,

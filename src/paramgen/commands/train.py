@@ -1,4 +1,8 @@
-"""`paramgen train`: fit a generator on a CheckpointSet and save it with save_pretrained."""
+"""`paramgen train`: fit a generator on a CheckpointSet and save it with save_pretrained.
+
+Data-parallel over N processes (CPU over gloo, or GPUs), unchanged:
+``accelerate launch --multi_gpu --num_processes N $(which paramgen) train ...``.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "architecture/dataset")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="where to save the generator (config.json + model.safetensors)")
-    parser.add_argument("--method", default="rpg", choices=["rpg", "pdiff", "igpg"],
-                        help="generator: rpg (recurrent diffusion), pdiff (autoencoder + latent "
-                             "diffusion) or igpg (VQ-VAE + GPT prior over a zoo of architectures "
-                             "and datasets) (default: %(default)s)")
+    from paramgen.methods.registry import method_names
+
+    parser.add_argument("--method", default="rpg", choices=method_names(),
+                        help="generator method: rpg (recurrent diffusion), pdiff (autoencoder + "
+                             "latent diffusion), igpg (VQ-VAE + GPT prior over a zoo of "
+                             "architectures and datasets; repeat --ckpts) (default: %(default)s)")
     parser.add_argument("--preset", default=None,
                         help="named settings: rpg: cpu, cpu-tasks, tiny, small, base, large; "
                              "pdiff: cpu, cpu-partial, paper, official; igpg: cpu, tiny, paper "
@@ -57,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=None, metavar="DIR",
                         help="where training state is saved for resume (default: OUT/.train); "
                              "run the same command again to continue after an interruption")
+    parser.add_argument("--device", default=None,
+                        help="auto (CUDA when available), cpu, cuda or cuda:N (default: the "
+                             "preset's, auto)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the saved training state in the workdir and train from "
+                             "step 0 (without it, a run whose settings differ from the saved "
+                             "one is refused, and the same run resumes)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -81,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     from paramgen import io
     from paramgen.checkpoints import CheckpointSet
-    from paramgen.methods import METHODS
+    from paramgen import train_state
+    from paramgen.methods.registry import get_method
 
     if args.method == "igpg":
         return _run_igpg(args)
@@ -91,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     args.ckpts = args.ckpts[0]
     ckpts = CheckpointSet.load(args.ckpts)
     overrides = parse_overrides(args.set)
+    if args.device is not None:
+        overrides["device"] = args.device
     out = Path(args.out)
     split = None
     if args.condition_from == "manifest":
@@ -109,34 +125,59 @@ def run(args: argparse.Namespace) -> int:
     elif ckpts.conditions is not None:
         ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
                                                info=ckpts.info)
-    cls = METHODS[args.method]
+    cls = get_method(args.method)
     # No --preset: the generator picks (RPG: cpu, or cpu-tasks for a conditioned collection).
     gen = cls(preset=args.preset, **overrides)
+    workdir = Path(args.workdir) if args.workdir else out / ".train"
+    if args.restart:
+        train_state.remove(workdir)
     t0 = time.time()
-    gen.fit(ckpts, steps=args.steps, seed=args.seed,
-            workdir=args.workdir or out / ".train", progress=not args.quiet)
+    gen.fit(ckpts, steps=args.steps, seed=args.seed, workdir=workdir,
+            progress=not args.quiet)
+    report = gen.train_report
+    if report is not None and report.processes > 1:
+        from accelerate import PartialState
+
+        if not PartialState().is_main_process:
+            return 0  # only the main process writes files and prints
     gen.save_pretrained(out)
     if split is not None:
         io.write_json(out / "split.json", split)
     print(f"trained {args.method} ({gen.preset}) on {len(ckpts)} checkpoints in "
           f"{time.time() - t0:.0f} s -> {out}")
+    if report is not None:
+        resumed = f"; resumed from step {report.resumed_from}" if report.resumed_from else ""
+        print(f"{report.summary()}{resumed}")
     return 0
 
 
 def _run_igpg(args: argparse.Namespace) -> int:
+    """igpg: one generator over every --ckpts collection (architectures and datasets mixed)."""
     import time
 
+    from paramgen import train_state
     from paramgen.checkpoints import CheckpointSet
-    from paramgen.methods import METHODS
+    from paramgen.methods.registry import get_method
 
     if args.condition_from != "none":
         raise ValueError("--condition-from is for rpg; igpg conditions on each collection's "
                          "architecture and info['dataset']")
     sets = [CheckpointSet.load(d) for d in args.ckpts]
-    gen = METHODS["igpg"](preset=args.preset, **parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    if args.device is not None:
+        overrides["device"] = args.device
+    gen = get_method("igpg")(preset=args.preset, **overrides)
+    workdir = Path(args.workdir) if args.workdir else Path(args.out) / ".train"
+    if args.restart:
+        train_state.remove(workdir)
     t0 = time.time()
-    gen.fit(sets, steps=args.steps, seed=args.seed,
-            workdir=args.workdir or Path(args.out) / ".train", progress=not args.quiet)
+    gen.fit(sets, steps=args.steps, seed=args.seed, workdir=workdir, progress=not args.quiet)
+    report = gen.train_report
+    if report is not None and report.processes > 1:
+        from accelerate import PartialState
+
+        if not PartialState().is_main_process:
+            return 0  # only the main process writes files and prints
     gen.save_pretrained(args.out)
     print(f"trained igpg ({gen.preset}) on {len(sets)} collections "
           f"({sum(len(s) for s in sets)} checkpoints) in {time.time() - t0:.0f} s -> {args.out}")

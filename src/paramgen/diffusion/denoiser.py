@@ -23,8 +23,11 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     return emb if dim % 2 == 0 else torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
 
 
-class _Block(nn.Module):
-    def __init__(self, c_in: int, c_out: int, kernel: int, time_dim: int, cond: bool):
+class ConvBlock(nn.Module):
+    """conv(k) + per-channel timestep shift (+ the condition as feature maps) -> SiLU; shared by
+    RPG's token denoiser and p-diff's latent denoiser."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, time_dim: int, cond: bool = False):
         super().__init__()
         self.conv = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2)
         self.time = nn.Linear(time_dim, c_out)
@@ -32,7 +35,7 @@ class _Block(nn.Module):
         self.cond = nn.Conv1d(1, c_out, 1) if cond else None
         self.act = nn.SiLU()
 
-    def forward(self, x: Tensor, temb: Tensor, cond: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, temb: Tensor, cond: Tensor | None = None) -> Tensor:
         h = self.conv(x) + self.time(temb)[:, :, None]
         if self.cond is not None and cond is not None:
             h = h + self.cond(cond)
@@ -57,15 +60,16 @@ class Denoiser1D(nn.Module):
         self.cond_proj = (nn.Linear(cond_dim, token_size)
                           if has_cond and cond_dim != token_size else nn.Identity())
         self.encoder = nn.ModuleList(
-            _Block(a, b, kernel_size, time_dim, has_cond) for a, b in zip(channels, channels[1:]))
+            ConvBlock(a, b, kernel_size, time_dim, has_cond) for a, b in zip(channels, channels[1:]))
         rev = channels[::-1]
         # Decoder block i > 0 sees its input plus the matching encoder output (skip).
         dec = []
         for i in range(len(rev) - 2):
             c_in = rev[i] if i == 0 else rev[i] * 2
-            dec.append(_Block(c_in, rev[i + 1], kernel_size, time_dim, has_cond))
+            dec.append(ConvBlock(c_in, rev[i + 1], kernel_size, time_dim, has_cond))
         self.decoder = nn.ModuleList(dec)
-        self.out = nn.Conv1d(rev[-2] * 2, 1, kernel_size, padding=kernel_size // 2)
+        # With one level there is no decoder block and no skip to concatenate.
+        self.out = nn.Conv1d(rev[-2] * (2 if dec else 1), 1, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         temb = self.time_mlp(timestep_embedding(t, self.time_dim))

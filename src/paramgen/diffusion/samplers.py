@@ -15,7 +15,23 @@ from torch import Tensor
 from paramgen.diffusion.schedule import NoiseSchedule
 
 SAMPLERS = ("ddpm", "ddim")
+# DDIM steps when a sampler of that kind is asked for without a step count (every method).
+DEFAULT_DDIM_STEPS = 60
 ModelFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def sampling_plan(config, sampler: str | None = None,
+                  steps: int | None = None) -> tuple[str, int | None]:
+    """The sampler and step count a call asks for, falling back on a generator config's
+    ``sampler`` / ``sampling_steps`` (DDIM without a count takes ``DEFAULT_DDIM_STEPS``)."""
+    sampler = sampler or config.sampler
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if steps is None:
+        steps = config.sampling_steps if sampler == config.sampler else None
+    if sampler == "ddim" and steps is None:
+        steps = DEFAULT_DDIM_STEPS
+    return sampler, steps
 
 
 def _timesteps(schedule: NoiseSchedule, steps: int | None) -> list[int]:

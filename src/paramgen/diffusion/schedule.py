@@ -20,6 +20,11 @@ class NoiseSchedule:
         self.alphas = 1.0 - self.betas
         self.alpha_bars = torch.cumprod(self.alphas, dim=0)
 
+    @classmethod
+    def of(cls, config) -> "NoiseSchedule":
+        """The schedule a generator config names (num_train_timesteps, beta_start, beta_end)."""
+        return cls(config.num_train_timesteps, config.beta_start, config.beta_end)
+
     def config(self) -> dict:
         return {"num_steps": self.num_steps, "beta_start": self.beta_start,
                 "beta_end": self.beta_end}

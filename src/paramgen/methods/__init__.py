@@ -1,26 +1,46 @@
-"""Parameter generators behind one interface (see base.Generator)."""
+"""Parameter generators behind one interface (base.Generator), found by name in the registry.
 
-from paramgen.methods.base import Generator, load_generator, read_config
+Methods load on first use: ``paramgen.methods.RPG`` imports the RPG package then.
+"""
 
-METHODS: dict = {}
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from paramgen.methods.registry import get_method, method_names, register_method
+
+_LAZY = {
+    "Generator": "paramgen.methods.base", "load_generator": "paramgen.methods.base",
+    "read_config": "paramgen.methods.base",
+    "RPG": "paramgen.methods.rpg", "RPGConfig": "paramgen.methods.rpg",
+    "PDiff": "paramgen.methods.pdiff", "PDiffConfig": "paramgen.methods.pdiff",
+    "IGPG": "paramgen.methods.igpg", "IGPGConfig": "paramgen.methods.igpg",
+}
+
+__all__ = sorted(_LAZY) + ["METHODS", "get_method", "method_names", "register_method"]
 
 
-def register(cls):
-    METHODS[cls.method] = cls
-    return cls
+class _Methods(dict):
+    """``METHODS[name]``: the registered class, importing built-ins on first use."""
+
+    def __missing__(self, name: str) -> type:
+        return get_method(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in method_names()
+
+    def __iter__(self):
+        return iter(method_names())
+
+    def keys(self):  # type: ignore[override]
+        return method_names()
 
 
-from paramgen.methods.rpg import RPG, RPGConfig  # noqa: E402
+METHODS = _Methods()
 
-register(RPG)
 
-from paramgen.methods.pdiff import PDiff, PDiffConfig  # noqa: E402
-
-register(PDiff)
-
-from paramgen.methods.igpg import IGPG, IGPGConfig  # noqa: E402
-
-register(IGPG)
-
-__all__ = ["Generator", "IGPG", "IGPGConfig", "METHODS", "PDiff", "PDiffConfig", "RPG", "RPGConfig", "load_generator",
-           "read_config", "register"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'paramgen.methods' has no attribute {name!r}")

@@ -10,29 +10,30 @@ chunk by chunk and returns state dicts with exactly ``like``'s keys, shapes and 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from paramgen import io
-from paramgen.methods.base import FORMAT, FORMAT_VERSION, Generator, read_config
-from paramgen.methods.igpg import text as text_encoder
+from paramgen import text as text_encoder
+from paramgen.methods.base import Generator, data_fingerprint
 from paramgen.methods.igpg.chunking import (check_single_dtype, chunk_slots, chunk_tensor,
                                             chunker_for_unseen, fit_chunker, layout_signature)
 from paramgen.methods.igpg.config import IGPGConfig
 from paramgen.methods.igpg.describe import (dataset_name, dataset_text, describe_architecture,
                                             generated_layout)
-from paramgen.methods.igpg.loop import Stage, run_stage
 from paramgen.methods.igpg.prior import GPTPrior
 from paramgen.methods.igpg.vqvae import CONTEXT_DROP, GumbelVQVAE
+from paramgen.methods.registry import register_method
 from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
+from paramgen.training import Stage, StepContext
+
+TEXT_DIM = 384    # all-MiniLM-L6-v2
 
 
 @dataclass
@@ -59,12 +60,6 @@ def _canon_dataset(name: str | None) -> str | None:
         return " ".join(name.lower().split())
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _as_state_dict(like: Any) -> dict[str, Tensor]:
     if isinstance(like, nn.Module):
         return {k: v.detach().cpu() for k, v in like.state_dict().items()}
@@ -82,55 +77,41 @@ def _as_state_dict(like: Any) -> dict[str, Tensor]:
                      f".safetensors path, got {type(like).__name__}")
 
 
+@register_method("igpg")
 class IGPG(Generator):
     """Instruction-guided parameter generation: ``IGPG(preset="cpu")`` (default),
     ``"tiny"`` (tests) or ``"paper"``; or ``config=IGPGConfig(...)``; keyword overrides apply."""
 
-    method = "igpg"
+    config_cls = IGPGConfig
+    config: IGPGConfig
 
     def __init__(self, preset: str | None = None, config: IGPGConfig | dict | None = None,
                  **overrides: Any):
-        if config is not None and preset is not None:
-            raise ValueError("give either preset= or config=, not both")
-        self.preset = preset or ("cpu" if config is None else None)
-        if isinstance(config, dict):
-            config = IGPGConfig.from_dict({**config, **overrides})
-        elif config is None:
-            config = IGPGConfig.from_preset(preset or "cpu", **overrides)
-        elif overrides:
-            import dataclasses
-
-            config = dataclasses.replace(config, **overrides)
-        self.config: IGPGConfig = config
+        super().__init__(preset, config, **overrides)
         self.zoo: list[ZooEntry] = []
         self.vqvae: GumbelVQVAE | None = None
         self.prior: GPTPrior | None = None
         self.dataset_conditioned = False
         self.context = 0
         self._texts: dict[str, Tensor] = {}
-        self.history: list[dict] = []
         self.timings: dict[str, float] = {}
+        self._train: dict | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
-    def device(self) -> torch.device:
-        return _resolve_device(self.config.device)
+    def fitted(self) -> bool:
+        return self.vqvae is not None and self.prior is not None
 
     @property
     def datasets(self) -> list[str]:
         return sorted({e.dataset for e in self.zoo if e.dataset is not None})
 
     def _embed(self, texts: Sequence[str]) -> Tensor:
-        missing = [t for t in texts if t not in self._texts]
+        missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
         if missing:
             for t, v in zip(missing, text_encoder.encode(missing)):
-                self._texts[t] = v
+                self._texts[t] = v.float().cpu()
         return torch.stack([self._texts[t] for t in texts])
-
-    def _require_fitted(self) -> None:
-        if self.vqvae is None or self.prior is None:
-            raise RuntimeError("this IGPG generator is not trained: call fit() or "
-                               "from_pretrained()")
 
     def _build_networks(self, cond_dim: int) -> None:
         cfg = self.config
@@ -159,12 +140,15 @@ class IGPG(Generator):
         return items
 
     def fit(self, collections, steps: int | None = None, seed: int = 0,
-            workdir: str | os.PathLike | None = None, progress: bool = True) -> "IGPG":
+            workdir: str | os.PathLike | None = None, progress: bool = True,
+            callback: Callable[[int, float], None] | None = None) -> "IGPG":
         """Train on one CheckpointSet or a list of them (any mix of architectures and datasets;
         a set's dataset text is ``info["dataset"]``, else its ``info["data"]``).
 
-        ``steps`` sets the steps of each of the two stages (VQ-VAE, prior); default: the
-        preset's. With ``workdir``, each stage saves its state and a rerun resumes.
+        Two stages of the training engine: the VQ-VAE on every chunk of every model, then the
+        prior on every model's token sequence. ``steps`` sets the steps of each stage (default:
+        the config's ``vq_steps`` and ``prior_steps``). With ``workdir`` the training state is
+        saved periodically and a later call with the same data and settings resumes.
         """
         cfg = self.config
         items = self._collections(collections)
@@ -172,6 +156,7 @@ class IGPG(Generator):
         prior_steps = int(steps if steps is not None else cfg.prior_steps)
         if min(vq_steps, prior_steps) < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        engine = self._engine()
         torch.manual_seed(seed)
         t_start = time.time()
 
@@ -190,6 +175,8 @@ class IGPG(Generator):
             self.zoo.append(ZooEntry(layout_signature(first), dataset_name(info), arch_text,
                                      tokenizer, len(ckpts), dict(info), offset))
             chunk_sets.append(chunk_tensor(tokenizer, ckpts))
+        self.collection_info = {"zoo": [{"arch": e.info.get("arch"), "dataset": e.dataset,
+                                         "checkpoints": e.size} for e in self.zoo]}
         named = [e.dataset is not None for e in self.zoo]
         mode = cfg.dataset_condition
         self.dataset_conditioned = mode == "on" or (mode == "auto" and any(named))
@@ -210,77 +197,91 @@ class IGPG(Generator):
         data_emb = (self._embed([dataset_text(e.dataset) for e in self.zoo])
                     if self.dataset_conditioned else None)
         self._build_networks(arch_emb.shape[1])
-        device = self.device
-        vq, prior = self.vqvae.to(device), self.prior.to(device)
-        gen = torch.Generator(device=device).manual_seed(seed)
-        cpu_gen = torch.Generator().manual_seed(seed + 1)
-        fingerprint = self._fingerprint(chunk_sets, seed)
-        state_dir = Path(workdir) if workdir is not None else None
-        self.history = []
 
-        # 2. the VQ-VAE on every chunk of every model
-        x = torch.cat([c.reshape(-1, cfg.chunk_size) for c in chunk_sets]).to(device)
-        m = torch.cat([e.tokenizer.mask.repeat(c.shape[0], 1)
-                       for e, c in zip(self.zoo, chunk_sets)]).to(device)
-        owner_of = torch.cat([torch.full((c.shape[0] * c.shape[1],), i)
-                              for i, c in enumerate(chunk_sets)]).to(device)
-        pos_of = torch.cat([e.tokenizer.positions.repeat(c.shape[0], 1)
-                            for e, c in zip(self.zoo, chunk_sets)]).to(device)
-        pid_of = torch.cat([(e.position_offset + torch.arange(c.shape[1])).repeat(c.shape[0])
-                            for e, c in zip(self.zoo, chunk_sets)]).to(device)
-        arch_dev = arch_emb.to(device)
-
-        def vq_loss(step: int):
-            tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** (step / max(vq_steps - 1, 1))
-            idx = torch.randint(0, x.shape[0], (min(cfg.vq_batch, x.shape[0]),),
-                                generator=cpu_gen).to(device)
-            ctx = vq.context(arch_dev[owner_of[idx]], pos_of[idx], pid_of[idx],
-                             drop=CONTEXT_DROP, generator=gen)
-            loss, logged = vq.loss(x[idx], m[idx], ctx, tau, cfg.commitment,
-                                   cfg.codebook_weight, generator=gen)
-            return loss, {**logged, "tau": tau}
-
-        self.timings["vqvae_s"] = run_stage(
-            Stage("vqvae", vq_steps, vq, cfg.vq_lr, 0.0, vq_loss),
-            warmup=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, grad_clip=cfg.grad_clip,
-            save_every=cfg.save_every,
-            state_path=state_dir / "igpg_vqvae.pt" if state_dir else None,
-            fingerprint=fingerprint + f"/vq{vq_steps}", rng=[gen, cpu_gen], progress=progress,
-            history=self.history)
-
-        # 3. every model as a token sequence; the prior learns them given arch and dataset
-        with torch.no_grad():
-            seqs = []
-            for i, (e, c) in enumerate(zip(self.zoo, chunk_sets)):
-                ctx = self._chunk_context(e.tokenizer, arch_emb[i:i + 1], e)
-                mask = e.tokenizer.mask.to(device)
-                seqs.append(torch.cat([vq.tokenize(c[j].to(device), mask, ctx).reshape(1, -1)
-                                       for j in range(c.shape[0])]))
-        slots = [chunk_slots(e.tokenizer, l).to(device) for e in self.zoo]
-        owner = torch.cat([torch.full((s.shape[0],), i) for i, s in enumerate(seqs)])
-        row = torch.cat([torch.arange(s.shape[0]) for s in seqs])
-        data_dev = data_emb.to(device) if data_emb is not None else None
-
-        def prior_loss(step: int):
-            pick = torch.randint(0, owner.shape[0], (cfg.prior_batch,), generator=cpu_gen)
-            toks, slts, valid = self._batch([(int(owner[p]), int(row[p])) for p in pick],
-                                            seqs, slots, device)
-            cols = owner[pick].to(device)
-            loss = prior.loss(toks, slts, valid, arch_dev[cols],
-                              data_dev[cols] if data_dev is not None else None)
-            return loss, {}
-
-        self.timings["prior_s"] = run_stage(
-            Stage("prior", prior_steps, prior, cfg.prior_lr, cfg.weight_decay, prior_loss),
-            warmup=cfg.warmup_steps, min_lr_ratio=cfg.min_lr_ratio, grad_clip=cfg.grad_clip,
-            save_every=cfg.save_every,
-            state_path=state_dir / "igpg_prior.pt" if state_dir else None,
-            fingerprint=fingerprint + f"/prior{prior_steps}", rng=[cpu_gen],
-            progress=progress, history=self.history)
+        # 2. what the two stages read: every chunk with its context; later, every sequence
+        device = engine.device
+        self._train = dict(
+            vq_steps=vq_steps, prior_steps=prior_steps, chunk_sets=chunk_sets,
+            x=torch.cat([c.reshape(-1, cfg.chunk_size) for c in chunk_sets]).to(device),
+            mask=torch.cat([e.tokenizer.mask.repeat(c.shape[0], 1)
+                            for e, c in zip(self.zoo, chunk_sets)]).to(device),
+            owner=torch.cat([torch.full((c.shape[0] * c.shape[1],), i)
+                             for i, c in enumerate(chunk_sets)]).to(device),
+            pos=torch.cat([e.tokenizer.positions.repeat(c.shape[0], 1)
+                           for e, c in zip(self.zoo, chunk_sets)]).to(device),
+            pid=torch.cat([(e.position_offset + torch.arange(c.shape[1])).repeat(c.shape[0])
+                           for e, c in zip(self.zoo, chunk_sets)]).to(device),
+            arch=arch_emb.to(device),
+            data=data_emb.to(device) if data_emb is not None else None,
+            slots=[chunk_slots(e.tokenizer, l).to(device) for e in self.zoo],
+            models=[(i, j) for i, c in enumerate(chunk_sets) for j in range(c.shape[0])],
+            seqs=None, t0=time.time())
+        try:
+            self._run_engine(engine, seed=seed, workdir=workdir, progress=progress,
+                             callback=callback,
+                             data_fingerprint=data_fingerprint(*chunk_sets, arch_emb, data_emb))
+        finally:
+            self._train = None
+        self.timings["prior_s"] = time.time() - self.timings.pop("_prior_start", time.time())
         self.timings["fit_s"] = time.time() - t_start
-        vq.eval()
-        prior.eval()
+        self.vqvae.eval()
+        self.prior.eval()
         return self
+
+    def training_stages(self) -> list[Stage]:
+        cfg, t = self.config, self._train
+        common = dict(schedule="linear", min_lr_ratio=cfg.min_lr_ratio,
+                      warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip)
+        return [Stage("vqvae", t["vq_steps"], self.vqvae, lr=cfg.vq_lr, weight_decay=0.0,
+                      **common),
+                Stage("prior", t["prior_steps"], self.prior, lr=cfg.prior_lr,
+                      weight_decay=cfg.weight_decay, **common)]
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        return {"vqvae": self.vqvae, "prior": self.prior}
+
+    def on_stage_end(self, stage: Stage) -> None:
+        # The VQ-VAE is frozen once its stage ends: every model becomes a token sequence once.
+        if stage.name == "vqvae":
+            self.timings["vqvae_s"] = time.time() - self._train["t0"]
+            self.timings["_prior_start"] = time.time()
+            self._train["seqs"] = self._sequences()
+
+    @torch.no_grad()
+    def _sequences(self) -> list[Tensor]:
+        t, vq = self._train, self.vqvae.eval()
+        seqs = []
+        for i, (e, c) in enumerate(zip(self.zoo, t["chunk_sets"])):
+            ctx = self._chunk_context(e.tokenizer, t["arch"][i:i + 1], e)
+            mask = e.tokenizer.mask.to(ctx.device)
+            seqs.append(torch.cat([vq.tokenize(c[j].to(ctx.device), mask, ctx).reshape(1, -1)
+                                   for j in range(c.shape[0])]))
+        return seqs
+
+    def training_loss(self, ctx: StepContext) -> Tensor:
+        cfg, t = self.config, self._train
+        if ctx.stage.name == "vqvae":
+            k = ctx.stage_step
+            tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** (
+                k / max(t["vq_steps"] - 1, 1))
+            idx = ctx.batch(t["x"].shape[0], cfg.vq_batch).to(ctx.device)
+            with ctx.autocast():
+                c = self.vqvae.context(t["arch"][t["owner"][idx]], t["pos"][idx], t["pid"][idx],
+                                       drop=CONTEXT_DROP, generator=ctx.noise)
+                loss, _ = self.vqvae.loss(t["x"][idx], t["mask"][idx], c, tau, cfg.commitment,
+                                          cfg.codebook_weight, generator=ctx.noise)
+            return loss
+        if t["seqs"] is None:        # resumed inside the prior stage
+            t["seqs"] = self._sequences()
+        # one draw of models (with replacement, so a batch may exceed the model count)
+        pick = torch.randint(0, len(t["models"]), (cfg.prior_batch,), generator=ctx.generator)
+        pick = ctx.shard(pick)
+        picks = [t["models"][int(p)] for p in pick]
+        toks, slts, valid = self._batch(picks, t["seqs"], t["slots"], ctx.device)
+        cols = torch.tensor([c for c, _ in picks], device=ctx.device)
+        with ctx.autocast():
+            return self.prior.loss(toks, slts, valid, t["arch"][cols],
+                                   t["data"][cols] if t["data"] is not None else None)
 
     @staticmethod
     def _batch(picks: list[tuple[int, int]], seqs: list[Tensor], slots: list[Tensor],
@@ -307,15 +308,6 @@ class IGPG(Generator):
             else None
         return self.vqvae.context(arch.to(device).expand(C, -1),
                                   tokenizer.positions.to(device), ids)
-
-    def _fingerprint(self, chunk_sets: list[Tensor], seed: int) -> str:
-        h = hashlib.sha256()
-        h.update(repr(sorted(self.config.to_dict().items())).encode())
-        h.update(str(seed).encode())
-        for c in chunk_sets:
-            h.update(str(tuple(c.shape)).encode())
-            h.update(c[:, :, :4].contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ sampling
     def _target(self, like: Mapping[str, Tensor], dataset: str | None,
@@ -480,59 +472,48 @@ class IGPG(Generator):
         return builder.result()
 
     # ------------------------------------------------------------------ files
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        self._require_fitted()
-        path = Path(path)
+    def _saved_config(self) -> dict:
         texts = sorted(self._texts)
-        config = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
-            "preset": self.preset, "config": self.config.to_dict(),
+        return {
             "dataset_conditioned": self.dataset_conditioned, "context": self.context,
             "zoo": [{"signature": e.signature, "dataset": e.dataset, "arch_text": e.arch_text,
                      "size": e.size, "info": e.info, "position_offset": e.position_offset,
-                     "tokenizer": e.tokenizer.to_config()}
-                    for e in self.zoo],
+                     "tokenizer": e.tokenizer.to_config()} for e in self.zoo],
             "texts": texts, "timings": self.timings,
         }
+
+    def _saved_tensors(self) -> dict[str, Tensor]:
         tensors = {f"vqvae.{k}": v for k, v in self.vqvae.state_dict().items()}
         tensors.update({f"prior.{k}": v for k, v in self.prior.state_dict().items()})
         for i, e in enumerate(self.zoo):
             tensors.update({f"zoo.{i}.{k}": v for k, v in e.tokenizer.copied_tensors().items()})
+        texts = sorted(self._texts)
         if texts:
             tensors["text_embeddings"] = torch.stack([self._texts[t] for t in texts])
-        io.save_safetensors(path / "model.safetensors",
-                            {k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-        io.write_json(path / "config.json", config)
-        return path
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "IGPG":
-        path = Path(path)
-        config = read_config(path, cls.method)
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights} not found beside {path / 'config.json'}")
-        tensors = load_file(str(weights))
-        gen = cls(config=IGPGConfig.from_dict(config["config"]))
-        gen.preset = config.get("preset")
-        gen.dataset_conditioned = bool(config["dataset_conditioned"])
-        gen.context = int(config["context"])
-        gen.timings = dict(config.get("timings") or {})
+    def _restore(self, config: dict, tensors: dict[str, Tensor], where: Path) -> None:
+        self.dataset_conditioned = bool(config["dataset_conditioned"])
+        self.context = int(config["context"])
+        self.timings = dict(config.get("timings") or {})
+        self.zoo = []
         for i, z in enumerate(config["zoo"]):
             prefix = f"zoo.{i}."
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            gen.zoo.append(ZooEntry(z["signature"], z["dataset"], z["arch_text"],
-                                    Tokenizer.from_config(z["tokenizer"], own), int(z["size"]),
-                                    dict(z.get("info") or {}), int(z["position_offset"])))
+            self.zoo.append(ZooEntry(z["signature"], z["dataset"], z["arch_text"],
+                                     Tokenizer.from_config(z["tokenizer"], own), int(z["size"]),
+                                     dict(z.get("info") or {}), int(z["position_offset"])))
         texts = config.get("texts") or []
         if texts:
-            gen._texts = dict(zip(texts, tensors["text_embeddings"].unbind(0)))
-        gen._build_networks(text_encoder.DIM)
-        for name, module in (("vqvae", gen.vqvae), ("prior", gen.prior)):
+            self._texts = dict(zip(texts, tensors["text_embeddings"].unbind(0)))
+        self._build_networks(TEXT_DIM)
+        for name, module in (("vqvae", self.vqvae), ("prior", self.prior)):
             own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
-            missing, unexpected = module.load_state_dict(own, strict=False)
-            if missing or unexpected:
-                raise ValueError(f"{weights} does not match its config ({name}): missing "
-                                 f"{missing[:5]}, unexpected {unexpected[:5]}")
+            want = module.state_dict()
+            bad = sorted(set(want) ^ set(own)) + sorted(
+                k for k in set(want) & set(own) if want[k].shape != own[k].shape)
+            if bad:
+                raise ValueError(f"{where / 'model.safetensors'} does not match its config.json "
+                                 f"({name}): {bad[:5]}")
+            module.load_state_dict(own)
             module.eval()
-        return gen

@@ -1,4 +1,4 @@
-"""Named p-diff settings, as data (the p-diff twin of ``presets.RPG_PRESETS``).
+"""Named p-diff settings, as data (the p-diff twin of ``methods.rpg.presets.RPG_PRESETS``).
 
 * ``paper``    p-diff Table 5 as printed: AE AdamW lr 2e-5, weight decay 0, 500 iterations,
                batch 50; DDPM AdamW lr 1e-4, weight decay 0, 1000 iterations, batch 50; cosine
@@ -15,7 +15,7 @@
 * ``cpu-partial`` ``cpu`` generating only the last two normalization layers (p-diff's default
                partial setting); everything else is copied from the reference checkpoint.
 
-A preset is a plain dict of :class:`paramgen.methods.pdiff.PDiffConfig` fields; overrides are
+A preset is a plain dict of :class:`paramgen.methods.pdiff.config.PDiffConfig` fields; overrides are
 merged on top (``PDiff(preset="cpu", latent_dim=32)``).
 """
 

@@ -1,0 +1,93 @@
+"""Every setting of an RPG generator; presets (``presets.RPG_PRESETS``) are named sets of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from paramgen.config import SharedSettings, sampling, setting, training
+from paramgen.methods.rpg.presets import RPG_PRESETS
+
+SAMPLING_MODES = ("sequential", "partial", "full")
+PERMUTATION_STATES = ("auto", "checkpoint", "run", "none")
+
+
+@dataclass
+class RPGConfig(SharedSettings):
+    """RPG's settings: model (what the networks are), training, sampling, runtime."""
+
+    NAME: ClassVar[str] = "RPG"
+    PRESETS: ClassVar[dict[str, dict]] = RPG_PRESETS
+
+    # tokenization
+    token_size: int = setting(256)
+    tokenization: str = setting("layer")            # layer | flat | channel
+    # embeddings
+    position_embedding: str = setting("2d")         # 2d | 1d | learnable
+    permutation_state: str = setting("auto")        # checkpoint | run | none | auto
+    # recurrent backbone
+    backbone: str = setting("mamba")                # mamba | lstm | transformer | none
+    d_model: tuple[int, int] = setting((256, 256))
+    num_layers: int = setting(2)
+    d_state: int = setting(32)
+    d_conv: int = setting(4)
+    expand: int = setting(2)
+    # diffusion
+    denoiser_channels: tuple[int, ...] = setting((1, 32, 64, 128))
+    kernel_size: int = setting(7)
+    num_train_timesteps: int = setting(1000)
+    beta_start: float = setting(1e-4)
+    beta_end: float = setting(2e-2)
+    prediction: str = setting("epsilon")            # epsilon | sample
+    # With sample prediction, the prototype itself is the first guess of the clean token and the
+    # denoiser learns a correction (added to its last feature map, the output).
+    prototype_skip: bool = setting(False)
+    # sampling
+    sampler: str = sampling("ddpm")                 # ddpm | ddim
+    sampling_steps: int | None = sampling(None)     # None: all timesteps (ddpm), 60 (ddim)
+    sampling_mode: str = sampling("partial")        # sequential | partial | full
+    partial_batch: int = sampling(256)
+    # training
+    steps: int = training(80_000)
+    lr: float = training(3e-5)
+    min_lr_ratio: float = training(1.0)             # cosine decay to lr * ratio; 1.0 = constant
+    warmup_steps: int = training(0)
+    weight_decay: float = training(1e-5)
+    batch_size: int = training(16)
+    diffusion_batch: int = training(1024)
+    grad_clip: float = training(1.0)
+
+    def __post_init__(self) -> None:
+        self._check_shared()
+        d = self.d_model
+        if isinstance(d, (list, tuple)):
+            if len(d) != 2:
+                raise ValueError(f"RPGConfig.d_model must be one width or two (layer 1, layer "
+                                 f"2), got {list(d)}")
+            self.d_model = (d[0], d[1])
+        else:
+            self.d_model = (d, d)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                   for v in self.d_model):
+            raise ValueError(f"RPGConfig.d_model must hold positive integers, got {self.d_model}")
+        self._check_channels("denoiser_channels")
+        self._check_choices({
+            "tokenization": ("layer", "flat", "channel"),
+            "position_embedding": ("2d", "1d", "learnable"),
+            "permutation_state": PERMUTATION_STATES,
+            "backbone": ("mamba", "lstm", "transformer", "none"),
+            "prediction": ("epsilon", "sample"),
+            "sampler": ("ddpm", "ddim"),
+            "sampling_mode": SAMPLING_MODES})
+        if self.prototype_skip and self.prediction != "sample":
+            raise ValueError("RPGConfig.prototype_skip needs prediction='sample': the prototype "
+                             "is a guess of the clean token, not of the noise")
+        self._check_positive("token_size", "steps", "batch_size", "diffusion_batch",
+                             "partial_batch", "num_layers", "d_state", "d_conv", "expand",
+                             "kernel_size", "num_train_timesteps")
+        self._check_positive("warmup_steps", allow_zero=True)
+        if self.sampling_steps is not None:
+            self._check_positive("sampling_steps")
+        self._check_finite("lr", "weight_decay", "grad_clip", low=0.0)
+        self._check_finite("min_lr_ratio", low=0.0, high=1.0)
+        self._check_finite("beta_start", "beta_end", low=0.0, high=1.0)

@@ -1,0 +1,352 @@
+"""RPG: recurrent diffusion for large-scale parameter generation.
+
+A recurrent backbone reads, for every token of a model, its position embedding plus a permutation
+state (plus an optional task condition) and emits one prototype per token; a small 1D-conv
+diffusion model shared by all tokens denoises each token conditioned on its prototype. Both train
+together through the diffusion loss (one stage of the engine). At sampling time the backbone runs
+block by block with its state carried, and the sampler denoises each block: one token at a time
+(``sequential``), ``partial_batch`` tokens at a time (``partial``), or all at once (``full``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
+from paramgen.diffusion import sample as run_sampler
+from paramgen.methods.base import Generator, check_finite, data_fingerprint
+from paramgen.methods.registry import register_method
+from paramgen.methods.rpg.config import SAMPLING_MODES, RPGConfig
+from paramgen.methods.rpg.network import RPGNetwork
+from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
+from paramgen.training import Stage, StepContext
+
+
+@register_method("rpg")
+class RPG(Generator):
+    """Recurrent diffusion parameter generator. ``RPG(preset="tiny")`` or ``RPG(config=...)``.
+
+    ``RPG()`` with neither lets :meth:`fit` choose: preset ``cpu``, or ``cpu-tasks`` when the
+    collection has conditions (keyword overrides apply on top of either).
+    """
+
+    config_cls = RPGConfig
+    config: RPGConfig
+    tokenizer: Tokenizer | None
+    network: RPGNetwork | None
+
+    def __init__(self, preset: str | None = None, config: RPGConfig | dict | None = None,
+                 **overrides: Any):
+        super().__init__(preset, config, **overrides)
+        self._state_kind = "none"
+        self._num_states = 0
+        self._state_runs: list[int] = []
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        return NoiseSchedule.of(self.config)
+
+    def auto_preset_for(self, ckpts) -> str:
+        return "cpu-tasks" if getattr(ckpts, "conditions", None) is not None else "cpu"
+
+    # ------------------------------------------------------------------ setup
+    def _state_kind_for(self, conditioned: bool) -> str:
+        kind = self.config.permutation_state
+        if kind == "auto":
+            kind = "run" if conditioned else "checkpoint"
+        return kind
+
+    def _build(self, tokenizer: Tokenizer, num_states: int, condition_dim: int | None) -> None:
+        self.tokenizer = tokenizer
+        self._condition_dim = condition_dim
+        self._num_states = num_states
+        self.network = RPGNetwork(self.config, tokenizer.positions, num_states, condition_dim)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, ckpts, steps: int | None = None, seed: int = 0,
+            workdir: str | os.PathLike | None = None, progress: bool = True,
+            callback=None) -> "RPG":
+        """Train on a CheckpointSet (or any sequence of state dicts).
+
+        With ``workdir`` the training state is saved every ``save_every`` steps (or
+        ``save_every_seconds``) and a later call with the same workdir, data and settings
+        continues from the last save.
+        """
+        if len(ckpts) == 0:
+            raise ValueError("cannot fit RPG on an empty checkpoint collection")
+        self._choose_preset(ckpts)
+        cfg = self.config
+        total = int(steps if steps is not None else cfg.steps)
+        if total < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.collection_info = dict(getattr(ckpts, "info", None) or {})
+        conditions = getattr(ckpts, "conditions", None)
+        n = len(ckpts)
+        runs = list(getattr(ckpts, "runs", None) or [0] * n)
+        engine = self._engine()  # resolves the device first: a bad --device fails before work
+
+        torch.manual_seed(seed)
+        part = self._select_keys(ckpts)
+        tokenizer = Tokenizer.fit(part, cfg.token_size, cfg.tokenization)
+        tokens = torch.stack([tokenizer.tokenize(sd) for sd in part])        # [N, L, T]
+        kind = self._state_kind_for(conditions is not None)
+        self._state_kind = kind
+        if kind == "checkpoint":
+            state_of = torch.arange(n)
+            self._state_runs = list(runs)
+        elif kind == "run":
+            distinct = sorted(set(runs))
+            state_of = torch.tensor([distinct.index(r) for r in runs])
+            self._state_runs = distinct
+        else:
+            state_of = None
+            self._state_runs = []
+        num_states = 0 if state_of is None else int(state_of.max()) + 1
+        cond = None if conditions is None else torch.as_tensor(conditions, dtype=torch.float32)
+        self._build(tokenizer, num_states, None if cond is None else int(cond.shape[1]))
+        self._record_conditions(cond)
+
+        device = engine.device
+        self._train = dict(tokens=tokens.to(device), mask=tokenizer.mask.to(device),
+                           states=None if state_of is None else state_of.to(device),
+                           conditions=None if cond is None else cond.to(device),
+                           steps=total)
+        try:
+            self._run_engine(engine, seed=seed, workdir=workdir, progress=progress,
+                             callback=callback,
+                             data_fingerprint=data_fingerprint(tokens, cond, state_of))
+        finally:
+            self._train = None
+        return self
+
+    def training_stages(self) -> list[Stage]:
+        cfg = self.config
+        return [Stage("diffusion", self._train["steps"], self.network, lr=cfg.lr,
+                      weight_decay=cfg.weight_decay, schedule="cosine",
+                      min_lr_ratio=cfg.min_lr_ratio, warmup_steps=cfg.warmup_steps,
+                      grad_clip=cfg.grad_clip)]
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        return {"network": self.network}
+
+    def training_loss(self, ctx: StepContext) -> Tensor:
+        """Diffusion loss of a random subset of the tokens of a batch of checkpoints."""
+        cfg, data, net = self.config, self._train, self.network
+        tokens = data["tokens"]
+        n, L, T = tokens.shape
+        batch = ctx.batch(n, cfg.batch_size).to(ctx.device)
+        b = batch.numel()
+        per_process = max(1, cfg.diffusion_batch // ctx.num_processes)
+        picked = torch.randperm(b * L, generator=ctx.generator)[:min(per_process, b * L)]
+        picked = picked.to(ctx.device)
+        st = data["states"][batch] if data["states"] is not None else None
+        cd = data["conditions"][batch] if data["conditions"] is not None else None
+        x0 = tokens[batch].reshape(b * L, T)[picked]
+        m = data["mask"].repeat(b, 1)[picked]
+        with ctx.autocast():
+            protos = net.prototypes(st, cd, b).reshape(b * L, T)[picked]
+            return diffusion_loss(lambda xt, t: net.denoise(xt, t, protos), x0, m,
+                                  self.schedule, cfg.prediction, generator=ctx.noise)
+
+    # ------------------------------------------------------------------ sampling
+    def _require_fitted(self) -> None:
+        if self.network is None or self.tokenizer is None:
+            raise RuntimeError("this RPG generator is not trained: call fit() or from_pretrained()")
+
+    def _autocast(self, device: torch.device):
+        from paramgen.training import autocast_dtype
+
+        dtype = autocast_dtype(self.config.autocast, device)
+        return torch.autocast(device.type, dtype=dtype) if dtype is not None else \
+            torch.autocast(device.type, enabled=False)
+
+    def _pick_states(self, n: int, state: int | Sequence[int] | None,
+                     gen: torch.Generator) -> Tensor | None:
+        if self._num_states > 0:
+            if state is None:
+                return torch.randint(0, self._num_states, (n,), generator=gen)
+            states = torch.as_tensor(state, dtype=torch.long).reshape(-1).expand(n).clone()
+            if int(states.min()) < 0 or int(states.max()) >= self._num_states:
+                raise ValueError(f"permutation state must be in [0, {self._num_states}), "
+                                 f"got {state}")
+            return states
+        if state is not None:
+            raise ValueError("this generator has no permutation states "
+                             f"(permutation_state={self._state_kind!r})")
+        return None
+
+    @torch.no_grad()
+    def prototypes(self, n: int, condition: Any = None, seed: int = 0,
+                   state: int | Sequence[int] | None = None) -> Tensor:
+        """The backbone's prototypes [n, L, T] for n models (one permutation state each)."""
+        self._require_fitted()
+        device = self.device
+        net = self.network.to(device).eval()
+        cond = self._conditions(condition, n, device)
+        states = self._pick_states(n, state, torch.Generator().manual_seed(seed))
+        states = states.to(device) if states is not None else None
+        with self._autocast(device):
+            return net.prototypes(states, cond, n).float()
+
+    def _token_blocks(self, n: int, condition: Any, seed: int, mode: str | None,
+                      sampler: str | None, steps: int | None,
+                      state: int | Sequence[int] | None, progress: bool
+                      ) -> Iterator[tuple[list[int], int, Tensor]]:
+        """Generate tokens block by block: yields (models, first token, tokens [k, c, T]).
+
+        A backbone that carries state (mamba, lstm, none) runs one block of token positions at
+        a time, so nothing of size L is ever held: sequential mode (one model, one token at a
+        time) samples a model of any size in constant memory. The transformer has no state to
+        carry; its prototypes for the whole sequence are computed first.
+        """
+        from tqdm.auto import tqdm
+
+        self._require_fitted()
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        cfg = self.config
+        mode = mode or cfg.sampling_mode
+        if mode not in SAMPLING_MODES:
+            raise ValueError(f"mode must be one of {SAMPLING_MODES}, got {mode!r}")
+        sampler, steps = sampling_plan(cfg, sampler, steps)
+        device = self.device
+        net = self.network.to(device).eval()
+        cond = self._conditions(condition, n, device)
+        states = self._pick_states(n, state, torch.Generator().manual_seed(seed))
+        noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+        L, T = self.tokenizer.num_tokens, self.tokenizer.token_size
+        # sequential: one model at a time, one token at a time; partial: all models together,
+        # about partial_batch tokens a block; full: everything in one block.
+        groups = [[i] for i in range(n)] if mode == "sequential" else [list(range(n))]
+        width = {"sequential": 1, "partial": max(1, cfg.partial_batch // n), "full": L}[mode]
+        backbone = net.backbone
+        bar = tqdm(total=n * L, desc="rpg sample", disable=not progress, dynamic_ncols=True)
+        for group in groups:
+            idx = torch.tensor(group)
+            st = states[idx].to(device) if states is not None else None
+            cd = cond[idx.to(device)] if cond is not None else None
+            k = len(group)
+            if backbone.streams:
+                carry = backbone.init_state(k, device)
+            else:
+                with self._autocast(device):
+                    whole = net.prototypes(st, cd, k).float()
+            for start in range(0, L, width):
+                end = min(start + width, L)
+                if backbone.streams:
+                    with self._autocast(device):
+                        protos, carry = backbone.forward_stateful(
+                            net.backbone_input(st, cd, k, start, end), carry)
+                    protos = protos.float()
+                else:
+                    protos = whole[:, start:end]
+                p = protos.reshape(k * (end - start), T)
+                noise = torch.randn(p.shape, generator=noise_gen, device=device)
+                with self._autocast(device):
+                    x = run_sampler(lambda xt, t: net.denoise(xt, t, p), noise, self.schedule,
+                                    sampler, steps, cfg.prediction, generator=noise_gen)
+                x = x.float().cpu().reshape(k, end - start, T)
+                check_finite(x, "RPG sampling")
+                yield group, start, x
+                bar.update(p.shape[0])
+        bar.close()
+
+    @torch.no_grad()
+    def sample(self, n: int = 1, condition: Any = None, seed: int = 0, mode: str | None = None,
+               sampler: str | None = None, steps: int | None = None,
+               state: int | Sequence[int] | None = None, progress: bool = False,
+               return_tokens: bool = False) -> list[dict[str, Tensor]]:
+        """Generate ``n`` state dicts.
+
+        ``mode``: sequential (one model and one token at a time: least memory), partial (about
+        ``partial_batch`` tokens at a time, default) or full (all tokens of all n models at once).
+        ``sampler``/``steps``: ddpm (all timesteps) or ddim with ``steps`` steps.
+        ``state``: the permutation state to use (default: drawn at random per model).
+        ``return_tokens``: give the raw tokens [n, L, T] instead of state dicts.
+        """
+        blocks = self._token_blocks(n, condition, seed, mode, sampler, steps, state, progress)
+        tk = self.tokenizer
+        if return_tokens:
+            tokens = torch.empty(n, tk.num_tokens, tk.token_size)
+            for group, start, x in blocks:
+                tokens[group, start:start + x.shape[1]] = x
+            return tokens
+        builders = [StateDictBuilder(tk) for _ in range(n)]
+        self._detokenize_blocks(blocks, builders)
+        return [self._assemble(b.result()) for b in builders]
+
+    def _detokenize_blocks(self, blocks, sinks: list) -> None:
+        streams = [Detokenizer(self.tokenizer, sink) for sink in sinks]
+        for group, _, x in blocks:
+            for j, i in enumerate(group):
+                streams[i].feed(x[j])
+        for stream in streams:
+            stream.close()
+
+    @torch.no_grad()
+    def sample_to_files(self, paths: Sequence[str | os.PathLike], condition: Any = None,
+                        seed: int = 0, mode: str | None = None, sampler: str | None = None,
+                        steps: int | None = None, state: int | Sequence[int] | None = None,
+                        progress: bool = False,
+                        metadata: dict[str, str] | None = None) -> list[Path]:
+        """Sample ``len(paths)`` models straight into ``.safetensors`` files.
+
+        The values go to disk as they are generated: with ``mode="sequential"`` the memory used
+        does not grow with the model's size (``benchmarks/memory_scaling.py`` measures it). Each
+        file appears only when complete. A partial generator (``keys``) assembles each model
+        with its copied tensors in memory first.
+        """
+        self._require_fitted()
+        if self.reference:
+            return super().sample_to_files(paths, condition=condition, seed=seed, mode=mode,
+                                           sampler=sampler, steps=steps, state=state,
+                                           progress=progress, metadata=metadata)
+        sinks = []
+        try:
+            for p in paths:
+                sinks.append(SafetensorsSink(self.tokenizer, p, metadata))
+            blocks = self._token_blocks(len(sinks), condition, seed, mode, sampler, steps,
+                                        state, progress)
+            self._detokenize_blocks(blocks, sinks)
+            return [sink.close() for sink in sinks]
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
+
+    # ------------------------------------------------------------------ files
+    def _saved_config(self) -> dict:
+        return {"num_states": self._num_states, "permutation_state": self._state_kind,
+                "state_runs": self._state_runs, "tokenizer": self.tokenizer.to_config()}
+
+    def _saved_tensors(self) -> dict[str, Tensor]:
+        tensors = {f"network.{k}": v for k, v in self.network.state_dict().items()}
+        tensors.update(self.tokenizer.copied_tensors())
+        return tensors
+
+    def _restore(self, config: dict, tensors: dict[str, Tensor], where: Path) -> None:
+        tokenizer = Tokenizer.from_config(config["tokenizer"], tensors)
+        self._state_kind = config["permutation_state"]
+        self._state_runs = list(config.get("state_runs") or [])
+        self._build(tokenizer, int(config["num_states"]), config.get("condition_dim"))
+        load_network(self.network, tensors, where)
+
+
+def load_network(network: nn.Module, tensors: dict[str, Tensor], where: Path) -> None:
+    """Load ``network.*`` tensors into a freshly built network, exactly (names and shapes)."""
+    net_sd = {k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")}
+    want = network.state_dict()
+    missing = sorted(set(want) - set(net_sd))
+    unexpected = sorted(set(net_sd) - set(want))
+    wrong = sorted(k for k in set(want) & set(net_sd) if want[k].shape != net_sd[k].shape)
+    if missing or unexpected or wrong:
+        raise ValueError(f"{where / 'model.safetensors'} does not match its config.json: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                         f"wrong shape {wrong[:5]}")
+    network.load_state_dict(net_sd)
+    network.eval()

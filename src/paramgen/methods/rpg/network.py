@@ -1,0 +1,51 @@
+"""RPG's networks: position + permutation state + condition -> backbone -> prototypes; and the
+1D-conv denoiser that turns noise into tokens, conditioned on the prototypes."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from paramgen.backbones import build as build_backbone
+from paramgen.diffusion import Denoiser1D
+from paramgen.embeddings import ConditionEncoder, PositionEmbedding
+from paramgen.methods.rpg.config import RPGConfig
+
+
+class RPGNetwork(nn.Module):
+    """Position + permutation state + condition -> backbone -> prototypes; and the denoiser."""
+
+    def __init__(self, config: RPGConfig, positions: Tensor, num_states: int,
+                 condition_dim: int | None):
+        super().__init__()
+        dim = config.d_model[0]
+        self.prototype_skip = config.prototype_skip
+        self.position = PositionEmbedding(positions, dim, config.position_embedding)
+        self.states = nn.Embedding(num_states, dim) if num_states > 0 else None
+        if self.states is not None:
+            nn.init.normal_(self.states.weight, std=0.5)
+        self.condition = ConditionEncoder(condition_dim, dim) if condition_dim else None
+        self.backbone = build_backbone(
+            config.backbone, d_in=dim, d_model=config.d_model, d_out=config.token_size,
+            num_layers=config.num_layers, d_state=config.d_state, d_conv=config.d_conv,
+            expand=config.expand)
+        self.denoiser = Denoiser1D(config.token_size, config.denoiser_channels,
+                                   config.kernel_size, cond_dim=config.token_size)
+
+    def denoise(self, x_t: Tensor, t: Tensor, prototypes: Tensor) -> Tensor:
+        out = self.denoiser(x_t, t, prototypes)
+        return out + prototypes if self.prototype_skip else out
+
+    def backbone_input(self, states: Tensor | None, conditions: Tensor | None,
+                       batch: int, start: int = 0, end: int | None = None) -> Tensor:
+        """What the backbone reads for tokens ``start:end`` (default all) of ``batch`` models."""
+        pos = self.position() if start == 0 and end is None else self.position.rows(start, end)
+        h = pos.unsqueeze(0).expand(batch, -1, -1)
+        if self.states is not None and states is not None:
+            h = h + self.states(states).unsqueeze(1)
+        if self.condition is not None and conditions is not None:
+            h = h + self.condition(conditions).unsqueeze(1)
+        return h
+
+    def prototypes(self, states: Tensor | None, conditions: Tensor | None,
+                   batch: int) -> Tensor:
+        return self.backbone(self.backbone_input(states, conditions, batch))
