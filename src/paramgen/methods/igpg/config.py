@@ -20,14 +20,14 @@ class IGPGConfig(SharedSettings):
     # concatenates all tensors of a model in order, then cuts
     vectorization: str = setting("layer")
     chunk_size: int = setting(64)                # K: values per chunk
-    tokens_per_chunk: int = setting(4)           # l: codebook tokens per chunk
+    tokens_per_chunk: int = setting(2)           # l: codebook tokens per chunk
     # Gumbel VQ-VAE (§2.2)
     codebook_size: int = setting(512)            # m
     code_dim: int = setting(32)
     vq_hidden: int = setting(256)
     # autoregressive prior (§2.3): a small GPT over the codebook tokens
-    prior_dim: int = setting(128)
-    prior_layers: int = setting(4)
+    prior_dim: int = setting(96)
+    prior_layers: int = setting(3)
     prior_heads: int = setting(4)
     context: int | None = setting(None)          # max tokens of a model; None: longest seen
     dropout: float = setting(0.0)
@@ -38,12 +38,12 @@ class IGPGConfig(SharedSettings):
     codebook_weight: float = training(1.0)       # beta of eq. (2)
     tau_start: float = training(1.0)             # Gumbel-softmax temperature, annealed ...
     tau_end: float = training(0.1)               # ... to this over the VQ-VAE stage
-    vq_steps: int = training(3000)
+    vq_steps: int = training(1500)
     vq_lr: float = training(1e-3)
     vq_batch: int = training(256)                # chunks a step
-    prior_steps: int = training(1500)
+    prior_steps: int = training(1000)
     prior_lr: float = training(1e-3)
-    prior_batch: int = training(16)              # models a step
+    prior_batch: int = training(8)               # models a step
     weight_decay: float = training(0.01)
     warmup_steps: int = training(100)
     min_lr_ratio: float = training(0.0)
