@@ -1,7 +1,8 @@
 """IGPG on a mixed zoo: one generator for three architectures over two datasets.
 
     python benchmarks/igpg.py [--out runs/igpg_bench] [--zoo runs/igpg_zoo] [--n 30]
-        [--samples 10] [--preset cpu] [--vq-steps N] [--prior-steps N] [--only igpg|rpg|report]
+        [--samples 10] [--preset cpu] [--vq-steps N] [--prior-steps N] [--temperature 0.7]
+        [--top-k K] [--only igpg|rpg|report]
 
 The zoo: cnn-s, mlp and resnet-mini, each collected (`paramgen collect`, n checkpoints) on digits and
 on mnist1d. IGPG is fitted once on five of the six collections; resnet-mini on mnist1d is held
@@ -43,8 +44,8 @@ from paramgen.evaluation.tables import Table, summary
 ARCHS = ("cnn-s", "mlp", "resnet-mini")
 DATASETS = ("digits", "mnist1d")
 HELD_OUT = ("resnet-mini", "mnist1d")
-UNSEEN_ARCH = dict(arch="mlp", data="digits", model_kwargs={"hidden": [64, 64]},
-                   label="mlp 64-64 (zoo: mlp 64)")
+UNSEEN_ARCH = dict(arch="mlp", data="digits", model_kwargs={"hidden": [32]},
+                   label="mlp 32 (zoo: mlp 64)")
 
 
 def _name(arch: str, data: str) -> str:
@@ -79,6 +80,18 @@ def _nearest(sds, ckpts) -> list[float]:
     return out
 
 
+def _distinct(sds) -> int:
+    """How many of the samples differ from each other (exact equality of every value)."""
+    seen: list[dict] = []
+    for sd in sds:
+        if not any(all(torch.equal(sd[k], o[k]) for k in sd) for o in seen):
+            seen.append(sd)
+    return len(seen)
+
+
+SWEEP = ((1.0, None), (1.0, 5), (0.7, None), (0.5, None), (1.0, 1))
+
+
 def collect_zoo(zoo: Path, n: int) -> dict[str, pg.CheckpointSet]:
     sets = {}
     for data in DATASETS:
@@ -107,6 +120,8 @@ def run_igpg(args, sets: dict[str, pg.CheckpointSet], out: Path) -> None:
         gen.timings["load_avg_start"] = load0
         gen.timings["load_avg_end"] = os.getloadavg()[0]
         gen.save_pretrained(gen_dir)
+    # sampling settings may change after training (the sweep (e) shows the choice)
+    gen.config = gen.config.replace(temperature=args.temperature, top_k=args.top_k)
     if _load(out, "igpg_a") is None:
         rows = {}
         for k in train:
@@ -123,11 +138,22 @@ def run_igpg(args, sets: dict[str, pg.CheckpointSet], out: Path) -> None:
                        "equal_to_checkpoint": sum(
                            any(all(torch.equal(sd[key], c[key]) for key in sd) for c in s)
                            for sd in sds),
-                       "sample_s_per_model": sample_s,
+                       "sample_s_per_model": sample_s, "distinct": _distinct(sds),
                        "params": sum(v.numel() for v in s[0].values() if v.is_floating_point())}
             print(k, {m: round(100 * sum(v) / len(v), 2) for m, v in rows[k].items()
                       if m in ("original", "igpg", "vq_recon")}, flush=True)
         _save(out, "igpg_a", {"rows": rows, "timings": gen.timings})
+    if _load(out, "igpg_sweep") is None:
+        sweep = {}
+        for temperature, top_k in SWEEP:
+            row = {}
+            for k in train:
+                s = sets[k]
+                sds = gen.sample(args.samples, like=s[0], dataset=s.info["data"], seed=1,
+                                 temperature=temperature, top_k=top_k)
+                row[k] = {"acc": _accuracies(sds, s.info), "distinct": _distinct(sds)}
+            sweep[f"T={temperature}, top-k={top_k or '-'}"] = row
+        _save(out, "igpg_sweep", sweep)
     if _load(out, "igpg_b") is None:
         spec = UNSEEN_ARCH
         info = {"arch": spec["arch"], "in_shape": list(pg.data.input_shape(spec["data"])),
@@ -163,7 +189,7 @@ def run_rpg(args, sets: dict[str, pg.CheckpointSet], out: Path) -> None:
         sds = gen.sample(args.samples, seed=1)
         sample_s = (time.time() - t0) / args.samples
         _save(out, f"rpg_{k}", {"rpg": _accuracies(sds, s.info), "fit_s": fit_s,
-                                "sample_s_per_model": sample_s, "preset": gen.preset,
+                                "sample_s_per_model": sample_s, "distinct": _distinct(sds), "preset": gen.preset,
                                 "load_avg": os.getloadavg()[0]})
         print(k, "rpg", round(100 * sum(_accuracies(sds, s.info)) / args.samples, 2), flush=True)
 
@@ -188,19 +214,31 @@ def report(sets, out: Path) -> str:
                     + [f"{100 * summary(r['vq_recon'])['mean']:.2f}"] + _bms(r["igpg"])
                     + _bms(rpg.get("rpg", [])) + [f"{100 * (g['mean'] - o['mean']):+.2f}",
                                                   f"{min(r['nearest']):.4f}",
-                                                  str(r["equal_to_checkpoint"])])
+                                                  str(r["equal_to_checkpoint"]),
+                                                  str(r.get("distinct", "-"))])
         timing_rows.append([k.replace("_", " on "), f"{r['sample_s_per_model']:.2f}",
                             f"{rpg['fit_s']:.0f}" if rpg else "-",
                             f"{rpg['sample_s_per_model']:.2f}" if rpg else "-"])
     parts.append(Table(
         headers=["collection", "params", "orig best", "orig mean", "orig std", "VQ recon mean",
                  "IGPG best", "IGPG mean", "IGPG std", "RPG best", "RPG mean", "RPG std",
-                 "IGPG - orig (mean)", "min dist to ckpt", "= ckpt"],
+                 "IGPG - orig (mean)", "min dist to ckpt", "= ckpt", "distinct"],
         rows=rows, title="(a) test accuracy (%) per collection: originals vs one IGPG for the "
                          "whole zoo vs one RPG per collection",
         notes=["min dist to ckpt: smallest L2 distance of an IGPG sample to its nearest "
                "checkpoint, relative to that checkpoint's norm; = ckpt: samples identical to a "
-               "checkpoint"]).markdown())
+               "checkpoint; distinct: how many of the samples differ from one another"]
+    ).markdown())
+    sw = _load(out, "igpg_sweep")
+    if sw is not None:
+        names = list(next(iter(sw.values())))
+        parts.append(Table(
+            headers=["sampling"] + [n.replace("_", " on ") for n in names],
+            rows=[[label] + [f"{100 * (summary(r[n]['acc'])['mean'] - summary(a['rows'][n]['original'])['mean']):+.2f} "
+                             f"(min {100 * min(r[n]['acc']):.1f}, {r[n]['distinct']} distinct)"
+                             for n in names] for label, r in sw.items()],
+            title="(e) sampling temperature and top-k: IGPG mean minus originals' mean "
+                  "(points), worst sample, distinct samples (same generator)").markdown())
     t = a["timings"]
     parts.append(Table(
         headers=["collection", "IGPG sampling s/model", "RPG fit s", "RPG sampling s/model"],
@@ -242,6 +280,8 @@ def main() -> None:
     p.add_argument("--vq-steps", type=int, default=None)
     p.add_argument("--prior-steps", type=int, default=None)
     p.add_argument("--finetune-epochs", type=int, default=5)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--only", choices=["igpg", "rpg", "report"], default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
