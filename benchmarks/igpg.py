@@ -1,7 +1,7 @@
 """IGPG on a mixed zoo: one generator for three architectures over two datasets.
 
     python benchmarks/igpg.py [--out runs/igpg_bench] [--zoo runs/igpg_zoo] [--n 30]
-        [--samples 10] [--preset cpu] [--vq-steps N] [--prior-steps N] [--temperature 0.7]
+        [--runs 1] [--samples 10] [--preset cpu] [--vq-steps N] [--prior-steps N] [--temperature 0.7]
         [--top-k K] [--only igpg|rpg|report]
 
 The zoo: cnn-s, mlp and resnet-mini, each collected (`paramgen collect`, n checkpoints) on digits and
@@ -92,7 +92,7 @@ def _distinct(sds) -> int:
 SWEEP = ((1.0, None), (1.0, 5), (0.7, None), (0.5, None), (1.0, 1))
 
 
-def collect_zoo(zoo: Path, n: int) -> dict[str, pg.CheckpointSet]:
+def collect_zoo(zoo: Path, n: int, runs: int = 1) -> dict[str, pg.CheckpointSet]:
     sets = {}
     for data in DATASETS:
         for arch in ARCHS:
@@ -100,7 +100,8 @@ def collect_zoo(zoo: Path, n: int) -> dict[str, pg.CheckpointSet]:
             if (folder / "manifest.json").is_file():
                 sets[_name(arch, data)] = pg.CheckpointSet.load(folder)
             else:
-                sets[_name(arch, data)] = collect(arch, data, folder, n=n, progress=False)
+                sets[_name(arch, data)] = collect(arch, data, folder, n=n, runs=runs,
+                                                  progress=False)
     return sets
 
 
@@ -274,7 +275,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/igpg_bench")
     p.add_argument("--zoo", default="runs/igpg_zoo")
-    p.add_argument("--n", type=int, default=30, help="checkpoints per collection")
+    p.add_argument("--n", type=int, default=30, help="checkpoints per run")
+    p.add_argument("--runs", type=int, default=1,
+                   help="training runs (seeds) per collection: distinct basins")
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--preset", default="cpu")
     p.add_argument("--vq-steps", type=int, default=None)
@@ -287,7 +290,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sets = collect_zoo(Path(args.zoo), args.n)
+    sets = collect_zoo(Path(args.zoo), args.n, args.runs)
     if args.only in (None, "igpg"):
         run_igpg(args, sets, out)
     if args.only in (None, "rpg"):
