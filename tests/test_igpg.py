@@ -213,6 +213,28 @@ def test_save_load_round_trip(zoo_gen, tmp_path):
         mp.undo()
 
 
+def test_fit_resumes_from_its_workdir(tmp_path):
+    """An interrupted fit continues from the engine's save and ends where an uninterrupted one
+    does."""
+    sets = [_collection("mlp", "digits", n=3)]
+    whole = pg.IGPG(**TINY).fit(sets, seed=0, progress=False)
+    stops = []
+
+    def stop_early(step, loss):
+        if step == 75:                           # inside the prior stage (60 VQ-VAE steps)
+            stops.append(step)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pg.IGPG(**TINY, save_every=10).fit(sets, seed=0, workdir=tmp_path, progress=False,
+                                          callback=stop_early)
+    resumed = pg.IGPG(**TINY).fit(sets, seed=0, workdir=tmp_path, progress=False)
+    assert stops == [75] and resumed.train_report.resumed_from == 70   # the last save
+    for a, b in ((whole.vqvae, resumed.vqvae), (whole.prior, resumed.prior)):
+        for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.allclose(x, y, atol=1e-5), k
+
+
 # ---------------------------------------------------------------------------------- errors
 def test_architecture_beyond_the_context_is_a_clear_error(zoo_gen):
     gen, _ = zoo_gen
