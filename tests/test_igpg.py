@@ -183,6 +183,15 @@ def test_seen_layout_is_sampled_and_no_sample_is_a_checkpoint(zoo_gen):
     assert (sd["bn1.running_var"] > 0).all()
 
 
+def test_architecture_wise_vectorisation_end_to_end():
+    sets = [_collection("resnet-mini", "digits", n=3), _collection("mlp", "mnist1d", n=3)]
+    gen = pg.IGPG(**TINY, vectorization="architecture").fit(sets, progress=False)
+    for s, data in zip(sets, ("digits", "mnist1d")):
+        _same_layout(gen.sample(1, like=s[0], dataset=data)[0], s[0])
+    # one padded chunk per model, not one per tensor
+    assert gen.zoo[0].tokenizer.num_tokens == -(-gen.zoo[0].tokenizer.num_values // 64)
+
+
 def test_streamed_files_equal_in_memory_samples(zoo_gen, tmp_path):
     gen, sets = zoo_gen
     mem = gen.sample(2, like=sets[1][0], dataset="mnist1d", seed=4)
