@@ -85,5 +85,6 @@ def dataset_text(name: str) -> str:
     except ValueError:
         return f"dataset: {name}"
     shape = "x".join(str(d) for d in card.input_shape)
-    return (f"dataset: {name}. {card.description}; inputs of shape {shape}, "
+    # the canonical name, so that "Digits" and "digits" are one condition
+    return (f"dataset: {card.name}. {card.description}; inputs of shape {shape}, "
             f"{card.num_classes} classes, {card.n_train} training examples")
