@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides["device"] = args.device
     out = Path(args.out)
+    io.check_writable(out)  # an unusable --out fails now, not after training
     split = None
     if args.condition_from == "manifest":
         if ckpts.conditions is None:
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         io.write_json(out / "split.json", split)
     print(f"trained {args.method} ({gen.preset}) on {len(ckpts)} checkpoints in "
           f"{time.time() - t0:.0f} s -> {out}")
+    if hasattr(gen, "settings_summary"):
+        print(f"settings: {gen.settings_summary()}")
     if report is not None:
         resumed = f"; resumed from step {report.resumed_from}" if report.resumed_from else ""
         print(f"{report.summary()}{resumed}")
