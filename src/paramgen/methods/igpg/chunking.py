@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from paramgen.tokenize import LayerLayout, Tokenizer, is_generated
+from paramgen.tokenize import LOG_TRANSFORM_SUFFIXES, LayerLayout, Tokenizer, is_generated
 
 _MODES = {"layer": "layer", "architecture": "flat"}
 
@@ -73,16 +73,26 @@ def chunker_for_unseen(like: Mapping[str, Tensor], chunk_size: int, vectorizatio
                        references: Sequence[Tokenizer]) -> Tokenizer:
     """A chunker for a layout no collection had: ``like``'s keys, shapes and dtypes, each
     tensor's statistics borrowed from the closest tensor of the zoo (else ``like``'s own), and
-    ``like``'s copied (integer / scalar) tensors."""
-    own = Tokenizer.fit([like], chunk_size, _MODES[vectorization])
-    layers = []
-    for layer in own.layers:
-        ref = _closest(layer.key, layer.shape, references)
-        mean, std = (ref.mean, ref.std) if ref is not None else (layer.mean, layer.std)
-        layers.append(LayerLayout(key=layer.key, shape=list(layer.shape), dtype=layer.dtype,
-                                  log_transform=layer.log_transform, mean=mean, std=std,
-                                  chunks=layer.chunks))
-    return Tokenizer(chunk_size, own.mode, layers, own.copied, own.key_order)
+    ``like``'s copied (integer / scalar) tensors. Every floating tensor is generated: equal
+    values in one (freshly initialised) ``like`` say nothing about weight tying."""
+    mode = _MODES[vectorization]
+    layers, copied = [], {}
+    for key, value in like.items():
+        if not is_generated(value):
+            copied[key] = value.detach().clone()
+            continue
+        ref = _closest(key, value.shape, references)
+        if ref is not None:
+            mean, std = ref.mean, ref.std
+        else:
+            x = Tokenizer._forward_transform(key, value.detach().double())
+            mean, std = float(x.mean()), float(x.std(unbiased=False)) if x.numel() > 1 else 0.0
+            std = std if std > 1e-12 else 1.0
+        layers.append(LayerLayout(key=key, shape=list(value.shape),
+                                  dtype=str(value.dtype).removeprefix("torch."),
+                                  log_transform=key.endswith(LOG_TRANSFORM_SUFFIXES),
+                                  mean=mean, std=std, chunks=Tokenizer._chunks(value.shape, mode)))
+    return Tokenizer(chunk_size, mode, layers, copied, list(like))
 
 
 def chunk_tensor(tokenizer: Tokenizer, state_dicts: Iterable[Mapping[str, Tensor]]) -> Tensor:

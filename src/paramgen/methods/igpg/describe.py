@@ -81,7 +81,7 @@ def dataset_text(name: str) -> str:
     from paramgen import data
 
     try:
-        card = data.DATASETS[data.loaders._canonical(name)]
+        card = data.DATASETS[data.loaders.canonical_name(name)]
     except ValueError:
         return f"dataset: {name}"
     shape = "x".join(str(d) for d in card.input_shape)

@@ -55,7 +55,7 @@ def _canon_dataset(name: str | None) -> str | None:
     from paramgen import data
 
     try:
-        return data.loaders._canonical(name)
+        return data.loaders.canonical_name(name)
     except ValueError:
         return " ".join(name.lower().split())
 
