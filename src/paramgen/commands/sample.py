@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--condition", default=None, metavar="BITS",
                         help="task condition as bits, e.g. 0101010101, or comma-separated floats")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    parser.add_argument("--like", default=None, metavar="FILE.safetensors",
+                        help="igpg: a state dict of the architecture to generate (only its "
+                             "keys, shapes and dtypes are used)")
+    parser.add_argument("--dataset", default=None, metavar="TEXT",
+                        help="igpg: the dataset to generate for, e.g. digits")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into an --out folder that is not empty and was not made by "
                              "paramgen (nothing that was there is deleted)")
@@ -74,6 +79,16 @@ def run(args: argparse.Namespace) -> int:
     gen = load_generator(args.gen)
     options = {k: v for k, v in (("mode", args.mode), ("sampler", args.sampler),
                                  ("steps", args.steps)) if v is not None}
+    if gen.method == "igpg":
+        if args.like is None:
+            raise ValueError(f"{args.gen} is an igpg generator: pass --like FILE.safetensors "
+                             "(the architecture to generate) and --dataset TEXT")
+        if options:
+            raise ValueError("--mode/--sampler/--steps are for rpg and pdiff, not igpg")
+        options = {"like": args.like, "dataset": args.dataset}
+    elif args.like is not None or args.dataset is not None:
+        raise ValueError(f"--like/--dataset are for igpg generators; {args.gen} is "
+                         f"{gen.method!r}")
     # A samples folder holds this run's samples only: what an earlier `sample` wrote there goes
     # (so a later eval never scores stale models); anything else there is kept, and a foreign
     # non-empty folder is refused unless --overwrite.
