@@ -152,7 +152,9 @@ def _untrained(gen, ckpts) -> None:
         keys = resolve_keys(first, gen.config.keys)
         values = sum(first[k].numel() for k in keys if is_generated(first[k]))
         tok = Tokenizer.fit(({k: sd[k] for k in keys} for sd in ckpts), values, "flat")
-        gen._build(tok, keys, list(first), {k: v for k, v in first.items() if k not in keys})
+        gen.generated_keys, gen.key_order = keys, list(first)
+        gen.reference = {k: v for k, v in first.items() if k not in keys}
+        gen._build(tok)
     gen.network.eval()
 
 

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 import paramgen
-from paramgen.checkpoints import MANIFEST, CheckpointError, CheckpointSet, CheckpointWriter
+from paramgen.checkpoints import (
+    MANIFEST,
+    CheckpointError,
+    CheckpointSet,
+    CheckpointWriter,
+)
+from paramgen.io import LOCK_FILE
 
 
 def make_sd(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -367,7 +373,8 @@ def test_writer_appends_and_resumes(tmp_path: Path) -> None:
         w.add(make_sd(i), run=0, condition=[1.0, float(i)], metrics={"accuracy": 0.9},
               provenance={"index": i})
     assert len(CheckpointSet.load(d)) == 2  # readable after every add
-    w2 = CheckpointWriter(d, info={"arch": "toy"})  # e.g. after a crash
+    w._lock.release()  # a crash: the operating system drops a dead writer's lock
+    w2 = CheckpointWriter(d, info={"arch": "toy"})
     assert len(w2) == 2 and [p["index"] for p in w2.provenances] == [0, 1]
     assert w2.provenance(1) == {"index": 1}
     w2.add(make_sd(2), run=1, condition=[0.0, 2.0], provenance={"index": 2}, flush=False)
@@ -395,6 +402,7 @@ def test_writer_validates(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'conv.weight' holds non-finite"):
         w.add(nan, condition=[1.0, 0.0])
     assert len(w) == 1
+    w.close()
     with pytest.raises(ValueError, match=r"other settings \(arch: 'toy' there, 'other' now\)"):
         CheckpointWriter(tmp_path, info={"arch": "other"})
 
@@ -403,13 +411,14 @@ def test_writer_unflushed_file_is_overwritten(tmp_path: Path) -> None:
     w = CheckpointWriter(tmp_path)
     w.add(make_sd(0))
     w.add(make_sd(1), flush=False)  # simulated crash: file written, manifest not
+    w._lock.release()  # ... and the dead writer's lock dropped
     w2 = CheckpointWriter(tmp_path)
     assert len(w2) == 1
     w2.add(make_sd(2))
     c = CheckpointSet.load(tmp_path)
     assert len(c) == 2 and sds_equal(c[1], make_sd(2))
-    assert sorted(os.listdir(tmp_path)) == ["ckpt_00000.safetensors", "ckpt_00001.safetensors",
-                                            MANIFEST]
+    assert sorted(os.listdir(tmp_path)) == [LOCK_FILE, "ckpt_00000.safetensors",
+                                            "ckpt_00001.safetensors", MANIFEST]
 
 
 def test_safetensors_stream_writer_order_dtype_and_atomicity(tmp_path):

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 import paramgen.collect as pc
+import paramgen.collect.runs as pc_runs
+from paramgen.data import resolve_tasks
 from paramgen.checkpoints import CheckpointSet
 from paramgen.cli import main
 
@@ -74,7 +76,7 @@ def test_collect_resume_after_interrupt_in_continuation(tmp_path: Path) -> None:
 def test_collect_resume_after_interrupt_in_pretraining(tmp_path: Path, monkeypatch) -> None:
     ref = pc.collect(out=tmp_path / "ref", **TINY)
     calls = {"n": 0}
-    real = pc._cosine_lr
+    real = pc_runs.cosine_lr
 
     def flaky(step, total, lr, floor=0.01):
         calls["n"] += 1
@@ -82,14 +84,26 @@ def test_collect_resume_after_interrupt_in_pretraining(tmp_path: Path, monkeypat
             raise KeyboardInterrupt
         return real(step, total, lr, floor)
 
-    monkeypatch.setattr(pc, "_RESUME_EVERY_S", 0.0)  # save resume state after every step
-    monkeypatch.setattr(pc, "_cosine_lr", flaky)
+    monkeypatch.setattr(pc_runs, "_RESUME_EVERY_S", 0.0)  # save resume state after every step
+    monkeypatch.setattr(pc_runs, "cosine_lr", flaky)
     with pytest.raises(KeyboardInterrupt):
         pc.collect(out=tmp_path / "run", **TINY)
     state = torch.load(tmp_path / "run" / ".resume" / "run_0.pt", weights_only=True)
     assert state["step"] == 59
-    monkeypatch.setattr(pc, "_cosine_lr", real)
+    monkeypatch.setattr(pc_runs, "cosine_lr", real)
     assert same(pc.collect(out=tmp_path / "run", **TINY), ref)
+
+
+def test_names_in_any_case_get_the_dataset_defaults(tmp_path: Path) -> None:
+    """Issue 14: `--data Digits` skipped digits' defaults (77% instead of 97%)."""
+    c = pc.collect(out=tmp_path, **{**TINY, "arch": "MLP", "data": "Digits", "n": 2,
+                                    "extra_steps": 2})
+    assert c.info["data"] == "digits" and c.info["arch"] == "mlp"
+    assert c.info["lr"] == pc.DEFAULTS["digits"]["lr"]
+    assert c.info["batch_size"] == pc.DEFAULTS["digits"]["batch_size"]
+    # The same folder resumes under either spelling.
+    again = pc.collect(out=tmp_path, **{**TINY, "n": 2, "extra_steps": 2})
+    assert same(c, again)
 
 
 def test_collect_refuses_other_settings(tmp_path: Path) -> None:
@@ -125,7 +139,7 @@ def test_collect_partial_last_norm(tmp_path: Path) -> None:
 def test_trainable_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"trainable prefix 'nothing\.' matches no parameter"):
         pc.collect(out=tmp_path, trainable=["nothing."], **TINY)
-    with pytest.raises(ValueError, match=r"last-norm-2.*0 normalization layers"):
+    with pytest.raises(ValueError, match=r"last-norm-2.*has 0 \(none\)"):
         pc.collect(out=tmp_path / "b", trainable="last-norm-2", **TINY)
 
 
@@ -171,8 +185,8 @@ def test_grid_task_selection_errors(tmp_path: Path) -> None:
         pc.collect_tasks(out=tmp_path, tasks=["0000000000"], **GRID)
     with pytest.raises(ValueError, match="length 3"):
         pc.collect_tasks(out=tmp_path, tasks="011", **GRID)
-    assert len(pc._resolve_tasks(5, 10, seed=0)) == 5
-    assert len(pc._resolve_tasks("all", 10, seed=0)) == 1022
+    assert len(resolve_tasks(5, 10, seed=0)) == 5
+    assert len(resolve_tasks("all", 10, seed=0)) == 1022
 
 
 # ----------------------------------------------------------------------------- command line

@@ -79,7 +79,7 @@ def _fake_cifar(folder: Path, n: int = 20) -> None:
 
 def test_cifar10_round_trip(tmp_path: Path) -> None:
     _fake_cifar(tmp_path / "cifar-10-batches-py")
-    x_tr, y_tr, x_te, y_te = data.load("cifar10", root=str(tmp_path))
+    x_tr, y_tr, x_te, y_te = data.load("cifar10", root=str(tmp_path), allow_pickle=True)
     assert x_tr.shape == (100, 3, 32, 32) and x_te.shape == (20, 3, 32, 32)
     assert x_tr.dtype == torch.float32 and y_tr.dtype == torch.int64
     # Undo the normalisation of the first test pixel and compare with the raw byte.
@@ -93,6 +93,7 @@ def test_cifar10_round_trip(tmp_path: Path) -> None:
 def test_cifar10_env_var_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_cifar(tmp_path, n=4)
     monkeypatch.setenv("PARAMGEN_DATA", str(tmp_path))
+    monkeypatch.setenv("PARAMGEN_ALLOW_PICKLE", "1")
     assert data.load("cifar10")[0].shape == (20, 3, 32, 32)
 
 
@@ -110,7 +111,33 @@ def test_cifar10_bad_batch_names_file(tmp_path: Path) -> None:
     with open(tmp_path / "test_batch", "wb") as fh:
         pickle.dump({b"data": np.zeros((2, 10), dtype=np.uint8), b"labels": [0, 1]}, fh)
     with pytest.raises(ValueError, match="test_batch"):
-        data.load("cifar10", root=str(tmp_path))
+        data.load("cifar10", root=str(tmp_path), allow_pickle=True)
+
+
+class _Payload:
+    """Unpickling this calls os.system: what a crafted data file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar10_pickles_need_opt_in_and_never_run_code(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PARAMGEN_ALLOW_PICKLE", raising=False)
+    _fake_cifar(tmp_path, n=2)
+    with pytest.raises(ValueError, match="--allow-pickle"):
+        data.load("cifar10", root=str(tmp_path))  # no opt-in: not even opened
+    marker = tmp_path / "payload_ran"
+    with open(tmp_path / "data_batch_3", "wb") as fh:
+        pickle.dump({b"data": _Payload(marker), b"labels": [0, 1]}, fh)
+    with pytest.raises(ValueError, match=r"data_batch_3.*refusing to load posix\.system"):
+        data.load("cifar10", root=str(tmp_path), allow_pickle=True)  # opted in: still refused
+    assert not marker.exists()
 
 
 def test_unknown_dataset_lists_known_names() -> None:
@@ -185,3 +212,38 @@ def test_parse_bits_accepts_many_forms() -> None:
                  torch.tensor([float(c) for c in expected]), np.array(list(map(int, expected)))):
         assert data.parse_bits(form) == expected
     assert data.parse_bits("011", num_classes=None) == "011"
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("0101010101", ["0101010101"]),  # issue 14: was read as the number 101010101
+    ("0000000011", ["0000000011"]),  # issue 14: was 11 random tasks
+    ("1000000000", ["1000000000"]),  # a bit string as long as the class count
+    (" 0101010101 , 1000000000,0101010101", ["0101010101", "1000000000"]),
+    ("all", 1022),
+    ("ALL", 1022),
+    ("11", 11),  # a count: no leading zero, not 10 characters
+    ("10", 10),
+    (3, 3),
+])
+def test_resolve_tasks_tells_bit_strings_from_counts(spec, expected) -> None:
+    got = data.resolve_tasks(spec, num_classes=10, seed=0)
+    if isinstance(expected, int):
+        assert len(got) == expected and len(set(got)) == expected
+        assert got == data.task_subset(expected, 10, seed=0) or expected == 1022
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("011", "length 3"), ("00000000011", "length 11"), ("0000000000", "all 0"),
+    ("5000", "0..1022"), ("", "selects no task"), (True, "expected 'all'"),
+])
+def test_resolve_tasks_errors(spec, words) -> None:
+    with pytest.raises(ValueError, match=words):
+        data.resolve_tasks(spec, num_classes=10)
+
+
+def test_dataset_names_are_case_insensitive() -> None:
+    assert data.canonical_name(" Digits ") == "digits"
+    assert data.canonical_name("CIFAR-10") == "cifar10"
+    assert torch.equal(data.load("DIGITS")[1], data.load("digits")[1])

@@ -56,12 +56,59 @@ def test_round_trip_is_exact_for_every_key_shape_and_dtype(sds, token_size, mode
                 assert torch.equal(back[key], value)
 
 
-def test_integer_buffers_and_scalars_are_copied_not_generated():
-    sds = [{"w": torch.randn(5), "n": torch.tensor(3), "s": torch.tensor(0.5)} for _ in range(2)]
+def test_integer_buffers_are_copied_and_learned_scalars_generated():
+    sds = [{"w": torch.randn(5), "n": torch.tensor(3), "s": torch.tensor(0.5 + i)}
+           for i in range(2)]
     tk = Tokenizer.fit(sds, token_size=4)
-    assert tk.generated_keys == ["w"]
-    assert set(tk.copied) == {"n", "s"}
-    assert tk.num_tokens == 2
+    assert tk.generated_keys == ["w", "s"]  # a learned 0-d tensor (a temperature) is generated
+    assert set(tk.copied) == {"n"}
+    assert tk.num_tokens == 3
+    for sd in sds:
+        back = tk.detokenize(tk.tokenize(sd))
+        assert back["s"].shape == () and abs(float(back["s"]) - float(sd["s"])) < 1e-5
+
+
+def _tied_collection(n: int = 3) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    sds = []
+    for _ in range(n):
+        emb = torch.randn(6, 4, generator=g)
+        # "head.weight" is the same parameter as "embed.weight" (weight tying), as a state dict
+        # of a model with tied weights lists it.
+        sds.append({"embed.weight": emb, "mid.weight": torch.randn(6, 4, generator=g),
+                    "head.weight": emb, "head.bias": torch.randn(6, generator=g)})
+    return sds
+
+
+def test_tied_weights_are_generated_once_and_stay_tied(tmp_path):
+    from safetensors.torch import load_file
+
+    sds = _tied_collection()
+    tk = Tokenizer.fit(sds, token_size=5)
+    assert tk.tied == {"head.weight": "embed.weight"}
+    assert "head.weight" not in tk.generated_keys
+    noise = torch.randn(tk.num_tokens, tk.token_size)  # what a generator would produce
+    out = tk.detokenize(noise)
+    assert list(out) == list(sds[0])
+    assert torch.equal(out["head.weight"], out["embed.weight"])
+    assert not torch.equal(out["mid.weight"], out["embed.weight"])
+    # Streamed to a file, and after a save/load of the layout, the tie holds too.
+    again = Tokenizer.from_config(tk.to_config(), tk.copied_tensors())
+    sink = SafetensorsSink(again, tmp_path / "m.safetensors")
+    stream = Detokenizer(again, sink)
+    for i in range(0, tk.num_tokens, 2):
+        stream.feed(noise[i:i + 2])
+    stream.close()
+    sink.close()
+    sd = load_file(str(tmp_path / "m.safetensors"))
+    assert torch.equal(sd["head.weight"], sd["embed.weight"])
+    assert torch.equal(sd["embed.weight"], out["embed.weight"])
+
+
+def test_keys_equal_in_one_checkpoint_only_are_not_tied():
+    sds = _tied_collection()
+    sds[1] = {**sds[1], "head.weight": sds[1]["head.weight"] + 1}  # differs once: not a tie
+    assert Tokenizer.fit(sds, token_size=5).tied == {}
 
 
 def test_padding_mask_and_positions_in_layer_mode():
@@ -166,3 +213,9 @@ def test_detokenizer_rejects_too_few_or_too_many_tokens():
         stream.close()
     with pytest.raises(ValueError, match="do not fit at token 2"):
         stream.feed(tokens)
+
+
+@pytest.mark.parametrize("other", [torch.ones(4), torch.ones(3, dtype=torch.float64)])
+def test_a_collection_whose_shapes_or_dtypes_differ_is_refused(other):
+    with pytest.raises(ValueError, match="differ at key 'w'"):
+        Tokenizer.fit([{"w": torch.ones(3)}, {"w": other}])

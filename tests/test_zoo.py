@@ -105,7 +105,11 @@ def test_unknown_names_and_bad_arguments() -> None:
         zoo.create("cnn-s", (1, 8, 8), 10, activation="swoosh")
     with pytest.raises(TypeError, match="mlp"):
         zoo.create("mlp", (40,), 10, widths=3)
-    assert zoo.create("ResNet_Mini", (40,), 10) is not None
+    # Any spelling of a name builds the same model: same class, same keys and shapes.
+    odd = zoo.create("ResNet_Mini", (40,), 10).state_dict()
+    plain = zoo.create("resnet-mini", (40,), 10).state_dict()
+    assert {k: v.shape for k, v in odd.items()} == {k: v.shape for k, v in plain.items()}
+    assert type(zoo.create("  CNN-S ", (1, 8, 8), 10)) is zoo.ModelZooCNN
 
 
 def test_register_rejects_duplicates() -> None:

@@ -21,6 +21,7 @@ _LAZY = {
     "Generator": "paramgen.methods.base", "load_generator": "paramgen.methods.base",
     "RPG": "paramgen.methods.rpg", "RPGConfig": "paramgen.methods.rpg",
     "PDiff": "paramgen.methods.pdiff", "PDiffConfig": "paramgen.methods.pdiff",
+    "IGPG": "paramgen.methods.igpg", "IGPGConfig": "paramgen.methods.igpg",
     "register_method": "paramgen.methods.registry",
 }
 _SUBMODULES = ("data", "metrics", "zoo", "prompts", "training", "keys", "methods", "evaluation",

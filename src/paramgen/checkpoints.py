@@ -21,6 +21,7 @@ import json
 import math
 import operator
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -32,7 +33,7 @@ from safetensors.torch import load_file
 from paramgen import io
 
 __all__ = ["CheckpointSet", "CheckpointWriter", "CheckpointError", "MANIFEST", "FORMAT",
-           "FORMAT_VERSION"]
+           "FORMAT_VERSION", "MissingCheckpointFile", "is_checkpoint_folder"]
 
 MANIFEST = "manifest.json"
 FORMAT = "paramgen.checkpointset"
@@ -43,21 +44,6 @@ SUPPORTED_VERSIONS = (1,)
 _SAFE_SUFFIXES = (".safetensors",)
 _PICKLE_SUFFIXES = (".pt", ".pth")
 
-# safetensors header dtype codes -> torch dtypes. Built with getattr so an older torch that lacks
-# a float8 type still imports this module.
-_ST_DTYPES: dict[str, torch.dtype] = {
-    code: getattr(torch, name)
-    for code, name in [
-        ("F64", "float64"), ("F32", "float32"), ("F16", "float16"), ("BF16", "bfloat16"),
-        ("I64", "int64"), ("I32", "int32"), ("I16", "int16"), ("I8", "int8"),
-        ("U8", "uint8"), ("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64"),
-        ("BOOL", "bool"), ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"),
-        ("C64", "complex64"),
-    ]
-    if hasattr(torch, name)
-}
-
-
 class CheckpointError(ValueError):
     """A checkpoint set (in memory or on disk) is malformed; the message names the file and key.
 
@@ -66,22 +52,26 @@ class CheckpointError(ValueError):
     """
 
 
+class MissingCheckpointFile(CheckpointError, FileNotFoundError):
+    """A file the manifest lists is not there (a ValueError and a FileNotFoundError)."""
+
+
 Spec = dict[str, tuple[tuple[int, ...], torch.dtype]]
+# The file names paramgen gives checkpoints; `save` deletes stale files of this form only.
+_CKPT_NAME = re.compile(r"ckpt_\d{5,}\.safetensors")
 
 
 # ----------------------------------------------------------------------------- helpers
 
-def dtype_name(dtype: torch.dtype) -> str:
-    """'float32' for torch.float32: the spelling used in manifests."""
-    return str(dtype).removeprefix("torch.")
+dtype_name = io.dtype_name
 
 
 def parse_dtype(name: str, where: str = "manifest") -> torch.dtype:
-    """Inverse of `dtype_name`; raises CheckpointError naming `where` for an unknown name."""
-    dt = getattr(torch, str(name), None) if isinstance(name, str) else None
-    if not isinstance(dt, torch.dtype):
-        raise CheckpointError(f"{where}: unknown dtype {name!r}")
-    return dt
+    """`io.parse_dtype`, raising CheckpointError naming `where` for an unknown name."""
+    try:
+        return io.parse_dtype(name, where)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _is_float(dtype: torch.dtype) -> bool:
@@ -186,7 +176,7 @@ def _read_safetensors_header(path: Path) -> Spec:
         if key == "__metadata__":
             continue
         try:
-            dtype = _ST_DTYPES[entry["dtype"]]
+            dtype = io.SAFETENSORS_DTYPES[entry["dtype"]]
             shape = tuple(int(s) for s in entry["shape"])
             start, end = (int(o) for o in entry["data_offsets"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -228,7 +218,14 @@ def _unwrap(obj: Any, where: str) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{where}: holds a {type(obj).__name__}, not a state dict")
 
 
+def _no_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON value")
+
+
 def _read_manifest(directory: Path) -> dict[str, Any]:
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory} is a file; a CheckpointSet is a folder holding "
+                              f"{MANIFEST} and .safetensors files")
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder {directory} does not exist")
     path = directory / MANIFEST
@@ -240,23 +237,82 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} is missing: {directory} is not a CheckpointSet "
                                 f"folder{hint}")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable manifest ({exc})") from exc
+        # NaN/Infinity are not JSON; Python would accept them and carry them into metrics.
+        manifest = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: unreadable manifest ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from exc
+    _check_manifest(manifest, path)
+    return manifest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_manifest(manifest: Any, path: Path) -> None:
+    """Every field of a manifest has the type and range it must have, or a CheckpointError
+    names the field. Callers can then read it without further checks."""
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{path}: manifest must be a JSON object")
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path}: 'format' is {manifest.get('format')!r}, "
                               f"expected {FORMAT!r}")
     version = manifest.get("format_version")
-    if version not in SUPPORTED_VERSIONS:
+    if not _is_int(version) or version not in SUPPORTED_VERSIONS:
         raise CheckpointError(f"{path}: unknown 'format_version' {version!r}; this paramgen reads "
                               f"versions {list(SUPPORTED_VERSIONS)} (written by a newer paramgen?)")
     for field, kind in [("keys", dict), ("checkpoints", list), ("info", dict)]:
         if not isinstance(manifest.get(field), kind):
             raise CheckpointError(f"{path}: {field!r} must be a JSON {kind.__name__}, "
                                   f"got {type(manifest.get(field)).__name__}")
-    return manifest
+    for key, entry in manifest["keys"].items():
+        where = f"{path}: keys[{key!r}]"
+        if not isinstance(entry, dict) or "shape" not in entry or "dtype" not in entry:
+            raise CheckpointError(f"{where} needs 'shape' and 'dtype'")
+        shape = entry["shape"]
+        if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+            raise CheckpointError(f"{where}: 'shape' must be a list of non-negative integers, "
+                                  f"got {shape!r}")
+        parse_dtype(entry["dtype"], where)
+    dim = manifest.get("condition_dim")
+    if dim is not None and not (_is_int(dim) and dim >= 1):
+        raise CheckpointError(f"{path}: condition_dim must be null or a positive int, "
+                              f"got {dim!r}")
+    seen: dict[str, int] = {}
+    for i, e in enumerate(manifest["checkpoints"]):
+        where = f"{path}: checkpoints[{i}]"
+        if not isinstance(e, dict) or not isinstance(e.get("file"), str) or not e["file"]:
+            raise CheckpointError(f"{where} needs a 'file' string")
+        rel = Path(e["file"])
+        if rel.is_absolute() or ".." in rel.parts or e["file"] == MANIFEST or "\x00" in e["file"]:
+            raise CheckpointError(f"{where}: file {e['file']!r} must be a checkpoint file inside "
+                                  f"{path.parent}")
+        if e["file"] in seen:
+            raise CheckpointError(f"{where}: file {e['file']!r} is already listed as "
+                                  f"checkpoints[{seen[e['file']]}]")
+        seen[e["file"]] = i
+        if "run" in e and not _is_int(e["run"]):
+            raise CheckpointError(f"{where}: 'run' must be an int, got {e['run']!r}")
+        for field in ("metrics", "provenance"):
+            if e.get(field) is not None and not isinstance(e[field], dict):
+                raise CheckpointError(f"{where}: {field!r} must be a JSON object or null, "
+                                      f"got {type(e[field]).__name__}")
+        cond = e.get("condition")
+        if cond is not None and not (isinstance(cond, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in cond)):
+            raise CheckpointError(f"{where}: 'condition' must be a list of numbers or null, "
+                                  f"got {cond!r}"[:300])
+
+
+def is_checkpoint_folder(directory: str | os.PathLike) -> bool:
+    """Whether `directory` holds a paramgen CheckpointSet manifest (it may still be damaged)."""
+    path = Path(directory) / MANIFEST
+    try:
+        head = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(head, dict) and head.get("format") == FORMAT
 
 
 def _spec_from_manifest(manifest: Mapping[str, Any], where: str) -> Spec:
@@ -264,8 +320,7 @@ def _spec_from_manifest(manifest: Mapping[str, Any], where: str) -> Spec:
     for key, entry in manifest["keys"].items():
         if not isinstance(entry, dict) or "shape" not in entry or "dtype" not in entry:
             raise CheckpointError(f"{where}: keys[{key!r}] needs 'shape' and 'dtype'")
-        spec[key] = (tuple(int(s) for s in entry["shape"]),
-                     parse_dtype(entry["dtype"], f"{where}: keys[{key!r}]"))
+        spec[key] = (tuple(entry["shape"]), parse_dtype(entry["dtype"], f"{where}: keys[{key!r}]"))
     return spec
 
 
@@ -373,6 +428,15 @@ class CheckpointSet:
         return cls(items, spec, cond, runs_l, metrics_l, prov_l, info_d)
 
     @classmethod
+    def import_peft(cls, adapter_dirs: Sequence[str | os.PathLike] | str | os.PathLike,
+                    conditions: Any = None) -> "CheckpointSet":
+        """PEFT adapter folders as a set: each adapter_model.safetensors is a checkpoint, the
+        adapter_config.json is kept in info["peft_config"] (see paramgen.adapters.importer)."""
+        from paramgen.adapters.importer import import_peft
+
+        return import_peft(adapter_dirs, conditions=conditions)
+
+    @classmethod
     def load(cls, directory: str | os.PathLike) -> "CheckpointSet":
         """Open a CheckpointSet folder. Reads the manifest and every file's header now (so layout
         errors surface at once, naming the file); tensor data is read on access."""
@@ -386,9 +450,6 @@ class CheckpointSet:
         if not spec:
             raise CheckpointError(f"{mpath}: 'keys' is empty")
         dim = manifest.get("condition_dim")
-        if dim is not None and (not isinstance(dim, int) or dim < 1):
-            raise CheckpointError(f"{mpath}: condition_dim must be null or a positive int, "
-                                  f"got {dim!r}")
         items: list[dict[str, torch.Tensor] | Path] = []
         rows: list[torch.Tensor | None] = []
         runs, metrics, prov = [], [], []
@@ -401,9 +462,9 @@ class CheckpointSet:
                 raise CheckpointError(f"{where}: file {e['file']!r} must be a path inside "
                                       f"{directory}")
             path = directory / rel
-            if not path.exists():
-                raise FileNotFoundError(f"{where}: file {e['file']!r} is listed in the manifest "
-                                        f"but {path} does not exist")
+            if not path.is_file():
+                raise MissingCheckpointFile(f"{where}: file {e['file']!r} is listed in the "
+                                            f"manifest but {path} is not there")
             _compare_spec(_read_safetensors_header(path), spec, str(path), f"the manifest {mpath}")
             rows.append(_condition_row(e.get("condition"), dim, f"{where} ({e['file']})"))
             runs.append(cls._as_run(e.get("run", 0), f"{where}.run"))
@@ -455,32 +516,35 @@ class CheckpointSet:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the set as a CheckpointSet folder: each checkpoint file atomically, the manifest
-        last. Files a previous manifest in that folder listed but this one does not are removed."""
+        last, holding the folder's writer lock. Checkpoint files a previous set saved there that
+        this one no longer lists are removed; nothing else in the folder is touched."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        old_files: set[str] = set()
-        if (directory / MANIFEST).exists():
-            try:
-                old_files = {e["file"] for e in json.loads(
-                    (directory / MANIFEST).read_text(encoding="utf-8")).get("checkpoints", [])}
-            except (OSError, ValueError, TypeError, KeyError, AttributeError):
-                old_files = set()  # unreadable old manifest: nothing we can safely clean up
-        # Saving over a folder this set reads from lazily would overwrite files still to be read
-        # (e.g. a reordered subset); read everything first in that case.
-        target = directory.resolve()
-        items = [self[i] if isinstance(it, Path) and it.parent.resolve() == target else it
-                 for i, it in enumerate(self._items)]
-        entries = []
-        for i, item in enumerate(items):
-            name = f"ckpt_{i:05d}.safetensors"
-            sd = item if isinstance(item, dict) else self._read(item)
-            io.save_safetensors(directory / name, sd)
-            entries.append(self._entry(name, i))
-        io.write_json(directory / MANIFEST, self._manifest(entries))
-        for stale in old_files - {e["file"] for e in entries}:
-            p = directory / stale
-            if p.parent == directory and p.exists():
-                p.unlink()
+        io.check_writable(directory)
+        with io.FolderLock(directory):
+            old_files: set[str] = set()
+            if is_checkpoint_folder(directory):
+                try:
+                    old_files = {e["file"] for e in _read_manifest(directory)["checkpoints"]}
+                except CheckpointError:
+                    old_files = set()  # damaged old manifest: nothing we can safely clean up
+            # Saving over a folder this set reads from lazily would overwrite files still to be
+            # read (e.g. a reordered subset); read everything first in that case.
+            target = directory.resolve()
+            items = [self[i] if isinstance(it, Path) and it.parent.resolve() == target else it
+                     for i, it in enumerate(self._items)]
+            entries = []
+            for i, item in enumerate(items):
+                name = f"ckpt_{i:05d}.safetensors"
+                sd = item if isinstance(item, dict) else self._read(item)
+                io.save_safetensors(directory / name, sd)
+                entries.append(self._entry(name, i))
+            io.write_json(directory / MANIFEST, self._manifest(entries))
+            # Only files named as paramgen names checkpoints, listed by the old manifest, directly
+            # in this folder: never the manifest, a user's file, or anything elsewhere.
+            for stale in old_files - {e["file"] for e in entries}:
+                p = directory / stale
+                if _CKPT_NAME.fullmatch(stale) and p.is_file() and not p.is_symlink():
+                    p.unlink()
         return directory
 
     def _entry(self, name: str, i: int) -> dict[str, Any]:
@@ -691,11 +755,22 @@ class CheckpointWriter:
     both atomically: after a crash the folder is a valid set of everything added so far (a file
     written but not yet in the manifest is simply overwritten by the next add). Reopening a
     folder continues it; `len(writer)` and `writer.provenance(i)` tell a caller what is done.
-    Only one writer should use a folder at a time.
+    A writer holds the folder's lock (`paramgen.io.FolderLock`) until `close()`: a second
+    writer, in another process, waits for it and then continues the folder.
     """
 
     def __init__(self, directory: str | os.PathLike, info: Mapping[str, Any] | None = None) -> None:
         self.directory = Path(directory)
+        # Held until close(): a second writer (another process collecting into this folder)
+        # waits, then continues from what this one wrote instead of overwriting it.
+        self._lock = io.FolderLock(self.directory).acquire()
+        try:
+            self._open(info)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, info: Mapping[str, Any] | None) -> None:
         self._info = dict(_jsonable(dict(info or {}), "info"))
         self._entries: list[dict[str, Any]] = []
         self._spec: Spec | None = None
@@ -728,9 +803,9 @@ class CheckpointWriter:
             self._dim = manifest.get("condition_dim")
             self._dim_known = True
             for i, e in enumerate(self._entries):
-                if not (self.directory / e["file"]).exists():
-                    raise FileNotFoundError(f"{mpath}: checkpoints[{i}] file {e['file']!r} is "
-                                            "listed but missing; the folder is damaged")
+                if not (self.directory / e["file"]).is_file():
+                    raise MissingCheckpointFile(f"{mpath}: checkpoints[{i}] file {e['file']!r} "
+                                                "is listed but missing; the folder is damaged")
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -796,13 +871,15 @@ class CheckpointWriter:
             "info": self._info, "checkpoints": self._entries})
         self._dirty = False
 
-    def checkpoints(self) -> CheckpointSet:
-        """The folder as a CheckpointSet (flushes first)."""
-        self.flush()
-        return CheckpointSet.load(self.directory)
+    def close(self) -> None:
+        """Write the manifest and release the folder's lock."""
+        try:
+            self.flush()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> "CheckpointWriter":
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.flush()
+        self.close()

@@ -2,6 +2,11 @@
 
 Each command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
 Modules are imported only when their command runs, so `paramgen --help` stays fast.
+
+No Python traceback reaches a user for bad input or an environment fault: `main` turns every
+exception into one line on stderr that names the file, key, argument or value at fault
+(`paramgen CMD: error: ...`, exit status 2; an unexpected error is labelled as one, exit 1).
+`--debug` prints the traceback as well.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ SUMMARIES = {
     "demo": "the whole pipeline on digits in a few minutes: collect, train, sample, evaluate",
 }
 
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+
 
 def _load(name: str):
     return importlib.import_module(COMMANDS[name])
@@ -44,6 +53,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="paramgen",
         description="Learn the distribution of trained network parameters and sample new networks.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the Python traceback too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         p = sub.add_parser(name, help=SUMMARIES[name], description=SUMMARIES[name])
@@ -51,9 +62,40 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                        help="CPU threads for torch (default: %(default)s; on a 2-core or busy "
                             "machine one thread was measured fastest for these small models, "
                             "raise it on a dedicated many-core machine)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="on an error, print the Python traceback too")
         if name == only:
             _load(name).add_arguments(p)
     return parser
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """(one-line message, exit status) for an exception that ended a command."""
+    from paramgen.io import describe_os_error
+
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())  # one line, whatever the message held
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]  # str(KeyError) adds quotes around the message
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                        PermissionError, FileExistsError)) and not isinstance(exc, ValueError):
+        return (text if exc.filename is None else describe_os_error(exc)), EXIT_BAD_INPUT
+    if isinstance(exc, OSError) and not isinstance(exc, ValueError):
+        return describe_os_error(exc), EXIT_BAD_INPUT
+    if isinstance(exc, (ValueError, KeyError, TypeError, IndexError)):
+        # TypeError/IndexError reach here from user-supplied values (a keyword a model does not
+        # take, a wrong index) as often as from bugs; the message still names the value.
+        return text or name, EXIT_BAD_INPUT
+    if isinstance(exc, MemoryError):
+        return ("out of memory; try a smaller batch, fewer samples, or --mode sequential",
+                EXIT_BAD_INPUT)
+    if isinstance(exc, (RuntimeError, AssertionError)) and (
+            "CUDA" in text or "cuda" in text or "device" in text):
+        return f"device problem: {text}", EXIT_BAD_INPUT
+    if type(exc).__module__.startswith("safetensors") or "Safetensor" in name:
+        return f"unreadable safetensors file: {text}", EXIT_BAD_INPUT
+    return (f"unexpected {name}: {text} (rerun with --debug for the traceback and please report "
+            "it)"), EXIT_INTERNAL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,18 +108,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
-    import torch
-
-    torch.set_num_threads(args.threads)
     try:
+        import torch
+
+        torch.set_num_threads(args.threads)
         return int(_load(args.command).run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"paramgen {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"paramgen {args.command}: interrupted; run the same command again to resume.",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into a reader that stopped early (`paramgen ... | head`): not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:  # the one place errors become messages; see the module docstring
+        message, status = describe_error(exc)
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"paramgen {args.command}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -62,6 +62,17 @@ class PositionEmbedding(nn.Module):
             return self._cache[start:end]
         return self._compute(start, end)
 
+    def rows_at(self, index: Tensor) -> Tensor:
+        """Embeddings of the tokens at ``index`` (any shape of token indices) [..., dim]."""
+        flat = index.reshape(-1).to(self.positions.device)
+        if self.table is not None:
+            out = self.table[flat]
+        elif self.kind == "1d":
+            out = sinusoidal(flat, self.dim)
+        else:
+            out = sinusoidal_2d(self.positions[flat], self.dim)
+        return out.view(*index.shape, self.dim)
+
     def forward(self) -> Tensor:
         """The whole table [L, dim] (kept after the first call: training asks every step)."""
         if self.table is not None:

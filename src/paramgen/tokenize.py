@@ -1,11 +1,15 @@
 """Parameter tokenization: state dict <-> fixed-size tokens, with an exact inverse.
 
-Every floating tensor of at least one dimension is generated: it is normalised by the mean and
-std of that tensor over the whole collection (BatchNorm ``running_var`` goes through ``log`` first,
-because variances span orders of magnitude and must stay positive), flattened, and cut into tokens
-of ``token_size`` values; the last token of a layer is padded and the padding is masked out of
-every loss. Integer and boolean buffers (``num_batches_tracked``) and 0-d scalars are copied from a
-reference checkpoint, never generated.
+Every non-empty floating tensor is generated, 0-d scalars (a learned temperature) included: it is
+normalised by the mean and std of that tensor over the whole collection (BatchNorm
+``running_var`` goes through ``log`` first, because variances span orders of magnitude and must
+stay positive), flattened, and cut into tokens of ``token_size`` values; the last token of a
+layer is padded and the padding is masked out of every loss. Integer and boolean buffers
+(``num_batches_tracked``) are copied from a reference checkpoint, never generated.
+
+Tied tensors (one parameter under two keys, such as an embedding shared with the output layer)
+are recognised as keys equal in every checkpoint of the collection: the first is generated, the
+others are written as copies of it (``Tokenizer.tied``), so generated models stay tied.
 
 Three ways to cut, the RPG paper's tokenization ablation:
   * ``layer``   (default) each tensor is cut on its own; a token never spans two tensors.
@@ -19,31 +23,23 @@ Each token carries a position (layer index, index within layer) for the position
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from paramgen.io import dtype_name, parse_dtype
+
 MODES = ("layer", "flat", "channel")
 LOG_TRANSFORM_SUFFIXES = ("running_var",)
 _LOG_EPS = 1e-12
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _dtype(name: str) -> torch.dtype:
-    dt = getattr(torch, name, None)
-    if not isinstance(dt, torch.dtype):
-        raise ValueError(f"unknown dtype {name!r} in tokenizer layout")
-    return dt
+_LAYOUT = "tokenizer layout"  # named in errors about an unknown dtype
 
 
 def is_generated(tensor: Tensor) -> bool:
     """Whether a tensor of a state dict is generated (else it is copied)."""
-    return tensor.is_floating_point() and tensor.dim() >= 1 and tensor.numel() > 0
+    return tensor.is_floating_point() and tensor.numel() > 0
 
 
 @dataclass
@@ -74,7 +70,7 @@ class Tokenizer:
 
     def __init__(self, token_size: int = 256, mode: str = "layer",
                  layers: Sequence[LayerLayout] = (), copied: Mapping[str, Tensor] | None = None,
-                 key_order: Sequence[str] = ()) -> None:
+                 key_order: Sequence[str] = (), tied: Mapping[str, str] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"tokenization mode must be one of {MODES}, got {mode!r}")
         if token_size < 1:
@@ -84,6 +80,8 @@ class Tokenizer:
         self.layers = list(layers)
         self.copied = dict(copied or {})
         self.key_order = list(key_order)
+        # key -> the generated key it is tied to (equal in every training checkpoint).
+        self.tied = dict(tied or {})
         self._build_index()
 
     # ----------------------------------------------------------------------------- building
@@ -95,12 +93,23 @@ class Tokenizer:
         sq_sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         reference: dict[str, Tensor] | None = None
+        tied: dict[str, str] = {}
         for sd in state_dicts:
             if reference is None:
                 reference = {k: v.detach().clone() for k, v in sd.items()}
+                tied = cls._tie_candidates(reference)
             elif list(sd.keys()) != list(reference.keys()):
                 raise ValueError("state dicts of the collection have different keys: "
                                  f"{sorted(set(sd) ^ set(reference))}")
+            else:
+                for key, value in sd.items():
+                    ref = reference[key]
+                    if value.shape != ref.shape or value.dtype != ref.dtype:
+                        raise ValueError(
+                            f"state dicts of the collection differ at key {key!r}: shape "
+                            f"{list(value.shape)} {value.dtype} here, {list(ref.shape)} "
+                            f"{ref.dtype} in the first")
+                tied = {k: src for k, src in tied.items() if torch.equal(sd[k], sd[src])}
             for key, value in sd.items():
                 if not is_generated(reference[key]):
                     continue
@@ -112,7 +121,7 @@ class Tokenizer:
             raise ValueError("cannot fit a tokenizer on an empty collection")
         layers = []
         for key, value in reference.items():
-            if not is_generated(value):
+            if not is_generated(value) or key in tied:
                 continue
             mean = sums[key] / counts[key]
             var = max(sq_sums[key] / counts[key] - mean * mean, 0.0)
@@ -121,11 +130,27 @@ class Tokenizer:
             if not std > 1e-12 * max(1.0, abs(mean)):
                 std = 1.0
             layers.append(LayerLayout(
-                key=key, shape=list(value.shape), dtype=_dtype_name(value.dtype),
+                key=key, shape=list(value.shape), dtype=dtype_name(value.dtype),
                 log_transform=key.endswith(LOG_TRANSFORM_SUFFIXES), mean=mean, std=std,
                 chunks=cls._chunks(value.shape, mode)))
         copied = {k: v for k, v in reference.items() if not is_generated(v)}
-        return cls(token_size, mode, layers, copied, key_order=list(reference.keys()))
+        return cls(token_size, mode, layers, copied, key_order=list(reference.keys()), tied=tied)
+
+    @staticmethod
+    def _tie_candidates(sd: Mapping[str, Tensor]) -> dict[str, str]:
+        """key -> earlier generated key with the same shape, dtype and values in `sd`."""
+        first_of: dict[tuple, list[str]] = {}
+        tied: dict[str, str] = {}
+        for key, value in sd.items():
+            if not is_generated(value) or value.numel() < 2:
+                continue  # equal scalars are common and mean nothing
+            group = first_of.setdefault((tuple(value.shape), value.dtype), [])
+            src = next((k for k in group if torch.equal(sd[k], value)), None)
+            if src is None:
+                group.append(key)
+            else:
+                tied[key] = src
+        return tied
 
     @staticmethod
     def _chunks(shape: Sequence[int], mode: str) -> list[list[int]]:
@@ -230,7 +255,7 @@ class Tokenizer:
         v = values.double() * layer.std + layer.mean
         if layer.log_transform:
             v = torch.exp(v)
-        return v.to(_dtype(layer.dtype))
+        return v.to(parse_dtype(layer.dtype, _LAYOUT))
 
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
         """Inverse of :meth:`flatten`, plus the copied tensors: a complete state dict."""
@@ -250,10 +275,6 @@ class Tokenizer:
         tokens[self.mask] = self.flatten(sd)
         return tokens
 
-    def tokens_to_flat(self, tokens: Tensor) -> Tensor:
-        """Tokens [..., L, T] -> flat normalised vectors [..., num_values]; padding dropped."""
-        return tokens[..., self.mask.to(tokens.device)]
-
     def detokenize(self, tokens: Tensor) -> dict[str, Tensor]:
         """Tokens [L, T] -> state dict with the original keys, shapes and dtypes."""
         if tuple(tokens.shape) != (self.num_tokens, self.token_size):
@@ -272,8 +293,9 @@ class Tokenizer:
             "mode": self.mode,
             "key_order": self.key_order,
             "layers": [asdict(l) for l in self.layers],
-            "copied": {k: {"shape": list(v.shape), "dtype": _dtype_name(v.dtype)}
+            "copied": {k: {"shape": list(v.shape), "dtype": dtype_name(v.dtype)}
                        for k, v in self.copied.items()},
+            "tied": dict(self.tied),
         }
 
     def copied_tensors(self) -> dict[str, Tensor]:
@@ -282,14 +304,85 @@ class Tokenizer:
 
     @classmethod
     def from_config(cls, config: Mapping, tensors: Mapping[str, Tensor]) -> "Tokenizer":
+        """Rebuild a tokenizer from :meth:`to_config` and the saved ``copied.*`` tensors. A
+        malformed layout (an edited or damaged config) is a ValueError naming the field."""
+        check_layout(config)
         copied = {}
         for key, meta in config["copied"].items():
             name = f"copied.{key}"
-            if name not in tensors:
-                raise KeyError(f"saved generator lacks the copied tensor {key!r}")
-            copied[key] = tensors[name].to(_dtype(meta["dtype"])).reshape(meta["shape"])
+            value = tensors.get(name)
+            if not isinstance(value, Tensor) or value.numel() != math.prod(meta["shape"]):
+                raise ValueError(f"{_LAYOUT}: the saved tensors lack the copied tensor {key!r} "
+                                 f"of shape {meta['shape']}")
+            copied[key] = value.to(parse_dtype(meta["dtype"], _LAYOUT)).reshape(meta["shape"])
         layers = [LayerLayout(**l) for l in config["layers"]]
-        return cls(config["token_size"], config["mode"], layers, copied, config["key_order"])
+        return cls(config["token_size"], config["mode"], layers, copied, config["key_order"],
+                   tied=config.get("tied") or {})
+
+
+def _is_int(v: object, low: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _is_shape(v: object) -> bool:
+    return isinstance(v, list) and all(_is_int(s) for s in v)
+
+
+def check_layout(config: object) -> None:
+    """Every field of a saved tokenizer layout has its type, range and consistency, or a
+    ValueError names the field."""
+    def bad(name: str, what: str) -> ValueError:
+        return ValueError(f"{_LAYOUT}: {name} {what}")
+
+    if not isinstance(config, Mapping):
+        raise bad("config", f"must be an object, got {type(config).__name__}")
+    for name, kind in (("layers", list), ("copied", Mapping), ("key_order", list)):
+        if not isinstance(config.get(name), kind):
+            raise bad(repr(name), f"must be a {kind.__name__}")
+    if not _is_int(config.get("token_size"), 1):
+        raise bad("'token_size'", f"must be a positive int, got {config.get('token_size')!r}")
+    if config.get("mode") not in MODES:
+        raise bad("'mode'", f"must be one of {MODES}, got {config.get('mode')!r}")
+    names = {f.name for f in fields(LayerLayout)}
+    generated = []
+    for i, layer in enumerate(config["layers"]):
+        where = f"layers[{i}]"
+        if not isinstance(layer, Mapping) or set(layer) != names:
+            raise bad(where, f"must have exactly the fields {sorted(names)}")
+        if not isinstance(layer["key"], str) or not _is_shape(layer["shape"]):
+            raise bad(where, "needs a string 'key' and a 'shape' of non-negative ints")
+        if not parse_dtype(layer["dtype"], f"{_LAYOUT}: {where}").is_floating_point:
+            raise bad(where, f"dtype {layer['dtype']!r} is not a floating type")
+        if not isinstance(layer["log_transform"], bool):
+            raise bad(where, "'log_transform' must be true or false")
+        for stat in ("mean", "std"):
+            v = layer[stat]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise bad(where, f"{stat!r} must be a finite number, got {v!r}")
+        if not layer["std"] > 0:
+            raise bad(where, f"'std' must be positive, got {layer['std']!r}")
+        numel = math.prod(layer["shape"])
+        chunks = layer["chunks"]
+        if not (isinstance(chunks, list) and chunks and all(
+                isinstance(c, list) and len(c) == 2 and _is_int(c[0]) and _is_int(c[1], 1)
+                for c in chunks)) or sum(c[1] for c in chunks) != numel:
+            raise bad(where, f"'chunks' must be [start, length] pairs covering its {numel} "
+                             "values")
+        generated.append(layer["key"])
+    for key, meta in config["copied"].items():
+        if not isinstance(meta, Mapping) or not _is_shape(meta.get("shape")):
+            raise bad(f"copied[{key!r}]", "needs a 'shape' of non-negative ints and a 'dtype'")
+        parse_dtype(meta.get("dtype"), f"{_LAYOUT}: copied[{key!r}]")
+    tied = config.get("tied") or {}
+    if not isinstance(tied, Mapping) or not all(
+            isinstance(k, str) and v in generated for k, v in tied.items()):
+        raise bad("'tied'", "must map keys to generated keys")
+    order = config["key_order"]
+    expected = set(generated) | set(config["copied"]) | set(tied)
+    if not all(isinstance(k, str) for k in order) or len(set(order)) != len(order) or (
+            set(order) != expected or len(order) != len(generated) + len(config["copied"])
+            + len(tied)):
+        raise bad("'key_order'", "must list every generated, copied and tied key exactly once")
 
 
 class StateDictBuilder:
@@ -297,7 +390,7 @@ class StateDictBuilder:
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.generated = {l.key: torch.empty(l.numel, dtype=_dtype(l.dtype))
+        self.generated = {l.key: torch.empty(l.numel, dtype=parse_dtype(l.dtype, _LAYOUT))
                           for l in tokenizer.layers}
 
     def put(self, layer: LayerLayout, start: int, values: Tensor) -> None:
@@ -309,6 +402,8 @@ class StateDictBuilder:
         for key in self.tokenizer.key_order:
             if key in self.generated:
                 out[key] = self.generated[key].view(shapes[key])
+            elif key in self.tokenizer.tied:
+                out[key] = out[self.tokenizer.tied[key]].clone()
             else:
                 out[key] = self.tokenizer.copied[key].clone()
         return out
@@ -364,22 +459,33 @@ class SafetensorsSink:
 
         self.tokenizer = tokenizer
         layouts = {l.key: l for l in tokenizer.layers}
+        # Values of tie sources, kept until their tied copies are written (later in the file).
+        self._held: dict[str, list[Tensor]] = {src: [] for src in tokenizer.tied.values()}
         entries = []
         for key in tokenizer.key_order:
-            if key in layouts:
-                entries.append((key, layouts[key].shape, _dtype(layouts[key].dtype)))
+            if key in layouts or key in tokenizer.tied:
+                lay = layouts[tokenizer.tied.get(key, key)]
+                entries.append((key, lay.shape, parse_dtype(lay.dtype, _LAYOUT)))
             else:
                 v = tokenizer.copied[key]
                 entries.append((key, list(v.shape), v.dtype))
         self.writer = SafetensorsStreamWriter(path, entries, dict(metadata or {}))
 
     def _copy_due(self) -> None:
-        while (name := self.writer.next_name) is not None and name in self.tokenizer.copied:
-            self.writer.write(name, self.tokenizer.copied[name])
+        tk = self.tokenizer
+        while (name := self.writer.next_name) is not None and (name in tk.copied
+                                                               or name in tk.tied):
+            if name in tk.copied:
+                self.writer.write(name, tk.copied[name])
+            else:
+                for part in self._held[tk.tied[name]]:
+                    self.writer.write(name, part)
 
     def put(self, layer: LayerLayout, start: int, values: Tensor) -> None:
         self._copy_due()
         self.writer.write(layer.key, values)
+        if layer.key in self._held:
+            self._held[layer.key].append(values.detach().cpu().clone())
 
     def close(self):
         self._copy_due()

@@ -98,6 +98,7 @@ class StepContext:
     generator: torch.Generator     # CPU, identical on every process: batch choice
     noise: torch.Generator         # on the device, one stream per process: diffusion noise
     autocast_dtype: torch.dtype | None
+    reduce_sum: Callable[[Tensor], Tensor] = lambda t: t   # sum over processes
 
     def batch(self, n: int, size: int) -> Tensor:
         """This process's share of a random global batch of ``size`` indices out of ``n``."""
@@ -278,7 +279,7 @@ class Engine:
             generator=torch.Generator().manual_seed(_mix(seed, step, 0)),
             noise=torch.Generator(device=self.device).manual_seed(
                 _mix(seed, step, 1 + self.process_index)),
-            autocast_dtype=self.autocast_dtype)
+            autocast_dtype=self.autocast_dtype, reduce_sum=self._reduce_sum)
         loss = method.training_loss(ctx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -287,6 +288,11 @@ class Engine:
             nn.utils.clip_grad_norm_(module.parameters(), stage.grad_clip)
         opt.step()
         return value
+
+    def _reduce_sum(self, tensor: Tensor) -> Tensor:
+        if self.num_processes == 1:
+            return tensor
+        return self.accelerator.reduce(tensor, reduction="sum")
 
     def _average(self, module: nn.Module, loss: Tensor) -> float:
         """Average gradients and the loss over processes: one all-reduce of one flat buffer."""

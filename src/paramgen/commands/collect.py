@@ -18,6 +18,8 @@ examples:
       p-diff style: after convergence only the last two normalization layers keep training
   paramgen collect --arch mlp --data digits --tasks all --per-task 3 --out runs/grid
       RPG task grid: one MLP per binary relabelling of the 10 classes (1022 tasks)
+  paramgen collect --lora r=4,targets=q,v --tasks 300 --data digits --out runs/lora
+      one LoRA adapter per task on a transformer pretrained once on all classes (--dora: DoRA)
 
 Interrupted (Ctrl-C, a crash, a kill)? Run the same command again: finished checkpoints and tasks
 are kept, and a run in progress continues from its last saved state.
@@ -84,29 +86,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "separated, e.g. 64 or 128,64 (task-grid default for mlp: 64)")
     parser.add_argument("--data-root", default=None,
                         help="folder holding datasets that are read from disk (cifar10)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow reading the official CIFAR-10 files, which are Python pickles "
+                             "(read with an allow-list of numpy types only); without it they are "
+                             "refused")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in --out: delete the files an earlier paramgen run wrote "
+                             "there (only those); also lets paramgen write into a non-empty "
+                             "folder it did not make (nothing that was there is deleted)")
     parser.add_argument("--device", default=None,
                         help="torch device for single-task collection (default: cuda if "
                              "available, else cpu); task grids run on CPU workers")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bars (they go to stderr)")
+    from paramgen.adapters.cli import add_collect_arguments
+
+    add_collect_arguments(parser)  # --lora, --dora, --base: adapter task grids
 
 
-def _parse_tasks(spec: str) -> str | int | list[str]:
+def _parse_tasks(spec: str) -> str | list[str]:
+    """@FILE reads bit strings from a file; anything else goes to `paramgen.data.resolve_tasks`,
+    the one place that tells bit strings from counts."""
+    from paramgen.data import read_task_file
+
     spec = spec.strip()
-    if spec == "all":
-        return "all"
     if spec.startswith("@"):
-        path = Path(spec[1:])
-        if not path.exists():
-            raise FileNotFoundError(f"--tasks {spec}: file {path} does not exist")
-        lines = [ln.split("#")[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-        tasks = [ln for ln in lines if ln]
-        if not tasks:
-            raise ValueError(f"--tasks {spec}: {path} lists no tasks")
-        return tasks
-    if spec.isdigit():
-        return int(spec)
-    return [t.strip() for t in spec.split(",") if t.strip()]
+        return read_task_file(spec[1:])
+    return spec
 
 
 def _parse_hidden(spec: str | None) -> list[int] | None:
@@ -122,36 +128,70 @@ def _parse_hidden(spec: str | None) -> list[int] | None:
     return widths
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the collection and print a one-paragraph summary."""
+def _hidden_option(arch: str, widths: list[int] | None) -> dict:
+    """--hidden as the model takes it: a list of widths for the MLPs, one int for models with a
+    single hidden layer (cnn-s/cnn-m, convnet-mini); others say they take no such option."""
+    from paramgen import zoo
+
+    if widths is None:
+        return {}
+    if zoo.canonical_name(arch).startswith("mlp"):
+        return {"hidden": widths}
+    if len(widths) != 1:
+        raise ValueError(f"--hidden {','.join(map(str, widths))}: {arch} has at most one hidden "
+                         "layer; give one width (several widths are for mlp)")
+    return {"hidden": widths[0]}
+
+
+def _collect(args: argparse.Namespace, arch: str, hidden: list[int] | None, progress: bool):
     from paramgen.collect import collect, collect_tasks
 
-    t0 = time.perf_counter()
-    hidden = _parse_hidden(args.hidden)
-    progress = not args.no_progress
+    if getattr(args, "lora", None) is not None:  # an adapter task grid: paramgen.adapters
+        from paramgen.adapters.cli import collect_from_args
+
+        return collect_from_args(args, progress)
     if args.tasks is not None:
-        if args.task is not None:
-            raise ValueError("--task and --tasks exclude each other: --task trains one binary "
-                             "task with n checkpoints, --tasks a grid of them")
-        ckpts = collect_tasks(args.arch or "mlp", args.data, args.out,
-                              tasks=_parse_tasks(args.tasks), per_task=args.per_task,
-                              epochs=args.epochs, lr=args.lr, workers=args.workers,
-                              seed=args.seed, hidden=hidden, batch_size=args.batch_size,
-                              progress=progress, data_root=args.data_root)
-    else:
-        trainable = args.trainable
-        ckpts = collect(args.arch or "cnn-s", args.data, args.out, n=args.num, runs=args.runs,
-                        epochs=args.epochs, extra_steps=args.extra_steps, trainable=trainable,
-                        lr=args.lr, finetune_lr=args.finetune_lr, batch_size=args.batch_size,
-                        seed=args.seed, task=args.task, progress=progress,
-                        data_root=args.data_root, device=args.device,
-                        model_kwargs={"hidden": hidden} if hidden is not None else None)
+        return collect_tasks(arch, args.data, args.out, tasks=_parse_tasks(args.tasks),
+                             per_task=args.per_task, epochs=args.epochs, lr=args.lr,
+                             workers=args.workers, seed=args.seed,
+                             model_kwargs=_hidden_option(arch, hidden),
+                             batch_size=args.batch_size, progress=progress,
+                             data_root=args.data_root, allow_pickle=args.allow_pickle)
+    return collect(arch, args.data, args.out, n=args.num, runs=args.runs, epochs=args.epochs,
+                   extra_steps=args.extra_steps, trainable=args.trainable, lr=args.lr,
+                   finetune_lr=args.finetune_lr, batch_size=args.batch_size, seed=args.seed,
+                   task=args.task, progress=progress, data_root=args.data_root,
+                   allow_pickle=args.allow_pickle, device=args.device,
+                   model_kwargs=_hidden_option(arch, hidden) or None)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the collection and print a one-paragraph summary."""
+    from paramgen import io
+    from paramgen.checkpoints import is_checkpoint_folder
+
+    t0 = time.perf_counter()
+    arch = args.arch or ("mlp" if args.tasks is not None else "cnn-s")
+    hidden = _parse_hidden(args.hidden)
+    if args.task is not None and args.tasks is not None:
+        raise ValueError("--task and --tasks exclude each other: --task trains one binary "
+                         "task with n checkpoints, --tasks a grid of them")
+    # Before any training: an unusable or foreign --out fails now, not after the work.
+    existed = Path(args.out).exists()
+    io.prepare_output_dir(args.out, overwrite=args.overwrite, owned=is_checkpoint_folder,
+                          kind="checkpoints")
+    try:
+        ckpts = _collect(args, arch, hidden, progress=not args.no_progress)
+    except BaseException:
+        if not existed:
+            io.discard_if_unused(args.out)  # a bad setting found later leaves no empty folder
+        raise
     secs = time.perf_counter() - t0
     metric = ckpts.info.get("metric", "accuracy")
     scores = [ckpts.metrics(i).get(metric) for i in range(len(ckpts))]
     scores = [s for s in scores if s is not None]
     print(f"{len(ckpts)} checkpoints in {args.out} ({ckpts.num_params} parameters each, "
-          f"{ckpts.info.get('arch')} on {ckpts.info.get('data')})")
+          f"{ckpts.info.get('arch') or ckpts.info.get('kind')} on {ckpts.info.get('data')})")
     if scores:
         print(f"test {metric}: mean {statistics.fmean(scores):.4f}  min {min(scores):.4f}  "
               f"max {max(scores):.4f}")

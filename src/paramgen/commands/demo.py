@@ -1,15 +1,14 @@
 """`paramgen demo`: the whole pipeline on digits, offline, in a few minutes on a laptop CPU.
 
 collect checkpoints of a small zoo CNN -> train RPG (cpu preset) -> sample models -> evaluate.
-Every stage caches what it made under --out, so a second run takes seconds; --fresh redoes it.
+Every stage caches what it made under --out, so a second run takes seconds; --fresh redoes it,
+deleting only the files an earlier demo wrote there (listed in --out's `.paramgen-output`).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
-from pathlib import Path
 
 HELP = "the whole pipeline on digits in a few minutes: collect, train, sample, evaluate"
 
@@ -28,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models to sample (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     parser.add_argument("--fresh", action="store_true",
-                        help="delete what an earlier demo run cached and redo every stage")
+                        help="delete what an earlier demo run wrote in --out (only that) and redo "
+                             "every stage")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="use an --out folder that is not empty and was not made by paramgen "
+                             "(nothing that was there is deleted)")
 
 
 def _stage(i: int, text: str) -> float:
@@ -45,9 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from paramgen.evaluate import evaluate, write_report
     from paramgen.methods import RPG
 
-    out = Path(args.out)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
+    out = io.prepare_output_dir(args.out, overwrite=args.overwrite, fresh=args.fresh,
+                                kind="demo")
     start = time.time()
 
     t = _stage(1, f"collect {args.num_ckpts} checkpoints of {args.arch} on {args.data}")
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         gen = RPG(preset="cpu").fit(ckpts, steps=args.steps, seed=args.seed,
                                     workdir=out / "train_state")
         gen.save_pretrained(gen_dir)
-        shutil.rmtree(out / "train_state", ignore_errors=True)
+        io.remove_written(out, under="train_state")  # resume state, not needed once saved
     print(f"      generator in {gen_dir} ({time.time() - t:.0f} s)")
 
     t = _stage(3, f"sample {args.num_samples} models")

@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="plain English, e.g. 'I need a detector for sevens', 'prime numbers', "
                            "'things that fly or float' (cifar10); see docs/prompts.md")
     parser.add_argument("--out", metavar="FILE",
-                        help="where to write the model (.safetensors state dict); required "
-                             "unless --dry-run")
+                        help="where to write the model (.safetensors state dict; a PEFT folder "
+                             "when the generator was trained on adapters); required unless "
+                             "--dry-run")
     parser.add_argument("--classes", default=None,
                         help="class names the prompt talks about: digits, mnist1d, cifar10, or a "
                              "comma list (default: from the generator's training data)")
@@ -118,6 +119,10 @@ def _generate(args: argparse.Namespace, bits: str, info: dict) -> int:
     from paramgen.methods import load_generator
 
     gen = load_generator(args.gen)
+    if "peft_config" in info:  # trained on adapters: the output is a PEFT folder
+        from paramgen.adapters.cli import generate_adapter
+
+        return generate_adapter(gen, bits, args.out, args.seed, evaluate=not args.no_eval)
     sd = gen.sample(1, condition=bits, seed=args.seed)[0]
     out = io.save_safetensors(args.out, sd)
     print(f"wrote {out}")

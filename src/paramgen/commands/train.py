@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "fit a parameter generator (RPG or p-diff) on a checkpoint collection"
+HELP = "fit a parameter generator (RPG, p-diff or IGPG) on checkpoint collections"
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -28,19 +28,22 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpts", required=True, metavar="DIR",
+    parser.add_argument("--ckpts", required=True, metavar="DIR", action="append",
                         help="CheckpointSet folder (manifest.json + .safetensors), e.g. from "
-                             "`paramgen collect`")
+                             "`paramgen collect`; igpg takes several (repeat --ckpts), one per "
+                             "architecture/dataset")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="where to save the generator (config.json + model.safetensors)")
     from paramgen.methods.registry import method_names
 
     parser.add_argument("--method", default="rpg", choices=method_names(),
                         help="generator method: rpg (recurrent diffusion), pdiff (autoencoder + "
-                             "latent diffusion), ... (default: %(default)s)")
+                             "latent diffusion), igpg (VQ-VAE + GPT prior over a zoo of "
+                             "architectures and datasets; repeat --ckpts) (default: %(default)s)")
     parser.add_argument("--preset", default=None,
                         help="named settings: rpg: cpu, cpu-tasks, tiny, small, base, large; "
-                             "pdiff: cpu, cpu-partial, paper, official (default: cpu, or "
+                             "pdiff: cpu, cpu-partial, paper, official; igpg: cpu, tiny, paper "
+                             "(default: cpu, or "
                              "cpu-tasks for rpg with --condition-from)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: the preset's)")
@@ -94,11 +97,18 @@ def run(args: argparse.Namespace) -> int:
     from paramgen import train_state
     from paramgen.methods.registry import get_method
 
+    if args.method == "igpg":
+        return _run_igpg(args)
+    if len(args.ckpts) > 1:
+        raise ValueError(f"--method {args.method} trains on one collection; got {len(args.ckpts)} "
+                         "--ckpts (several are for --method igpg)")
+    args.ckpts = args.ckpts[0]
     ckpts = CheckpointSet.load(args.ckpts)
     overrides = parse_overrides(args.set)
     if args.device is not None:
         overrides["device"] = args.device
     out = Path(args.out)
+    io.check_writable(out)  # an unusable --out fails now, not after training
     split = None
     if args.condition_from == "manifest":
         if ckpts.conditions is None:
@@ -136,7 +146,42 @@ def run(args: argparse.Namespace) -> int:
         io.write_json(out / "split.json", split)
     print(f"trained {args.method} ({gen.preset}) on {len(ckpts)} checkpoints in "
           f"{time.time() - t0:.0f} s -> {out}")
+    if hasattr(gen, "settings_summary"):
+        print(f"settings: {gen.settings_summary()}")
     if report is not None:
         resumed = f"; resumed from step {report.resumed_from}" if report.resumed_from else ""
         print(f"{report.summary()}{resumed}")
+    return 0
+
+
+def _run_igpg(args: argparse.Namespace) -> int:
+    """igpg: one generator over every --ckpts collection (architectures and datasets mixed)."""
+    import time
+
+    from paramgen import train_state
+    from paramgen.checkpoints import CheckpointSet
+    from paramgen.methods.registry import get_method
+
+    if args.condition_from != "none":
+        raise ValueError("--condition-from is for rpg; igpg conditions on each collection's "
+                         "architecture and info['dataset']")
+    sets = [CheckpointSet.load(d) for d in args.ckpts]
+    overrides = parse_overrides(args.set)
+    if args.device is not None:
+        overrides["device"] = args.device
+    gen = get_method("igpg")(preset=args.preset, **overrides)
+    workdir = Path(args.workdir) if args.workdir else Path(args.out) / ".train"
+    if args.restart:
+        train_state.remove(workdir)
+    t0 = time.time()
+    gen.fit(sets, steps=args.steps, seed=args.seed, workdir=workdir, progress=not args.quiet)
+    report = gen.train_report
+    if report is not None and report.processes > 1:
+        from accelerate import PartialState
+
+        if not PartialState().is_main_process:
+            return 0  # only the main process writes files and prints
+    gen.save_pretrained(args.out)
+    print(f"trained igpg ({gen.preset}) on {len(sets)} collections "
+          f"({sum(len(s) for s in sets)} checkpoints) in {time.time() - t0:.0f} s -> {args.out}")
     return 0

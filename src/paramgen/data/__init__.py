@@ -9,6 +9,7 @@ from paramgen.data.loaders import (
     CIFAR10_STD,
     DATASETS,
     DatasetInfo,
+    canonical_name,
     input_shape,
     list_datasets,
     load,
@@ -19,7 +20,10 @@ from paramgen.data.tasks import (
     bits_to_condition,
     class_weights,
     parse_bits,
+    read_task_file,
     relabel,
+    resolve_tasks,
+    task_index,
     task_subset,
 )
 
@@ -28,6 +32,7 @@ __all__ = [
     "CIFAR10_STD",
     "DATASETS",
     "DatasetInfo",
+    "canonical_name",
     "all_tasks",
     "bits_to_condition",
     "class_weights",
@@ -36,6 +41,9 @@ __all__ = [
     "load",
     "num_classes",
     "parse_bits",
+    "read_task_file",
     "relabel",
+    "resolve_tasks",
+    "task_index",
     "task_subset",
 ]

@@ -7,7 +7,9 @@ strings are excluded because they leave a single class, so k classes give ``2**k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +20,10 @@ __all__ = [
     "bits_to_condition",
     "class_weights",
     "parse_bits",
+    "read_task_file",
     "relabel",
+    "resolve_tasks",
+    "task_index",
     "task_subset",
 ]
 
@@ -128,3 +133,65 @@ def class_weights(y: Tensor, num_classes: int = 2) -> Tensor:
     present = counts > 0
     weights[present] = y.numel() / (num_classes * counts[present])
     return weights
+
+
+def task_index(bits: str) -> int:
+    """Position of a (validated) task in :func:`all_tasks`: stable whatever subset is collected."""
+    return int(bits, 2) - 1
+
+
+def _is_bit_string(text: str, num_classes: int) -> bool:
+    # "0101010101" and "0000000011" are tasks, not the numbers 101010101 and 11: a run of 0/1
+    # of the class count's length, or with a leading zero (no one writes a count that way), is
+    # bits. Anything else made of digits ("5", "100") is a count of random tasks.
+    return (len(text) >= 2 and set(text) <= {"0", "1"}
+            and (len(text) == num_classes or text[0] == "0"))
+
+
+def resolve_tasks(tasks: str | int | Iterable[BitsLike], num_classes: int = 10,
+                  seed: int = 0) -> list[str]:
+    """The task list a grid collects, from any way a user names it.
+
+    ``"all"``; a count ``N`` (int, or a string of digits that is not a bit string): a seeded
+    random subset of N tasks (:func:`task_subset`); a bit string or a comma-separated list of
+    them; or a sequence of bit-likes. Duplicates are dropped, order kept. This is the one place
+    that tells bits from counts.
+    """
+    if isinstance(tasks, bool):
+        raise ValueError(f"tasks={tasks!r}: expected 'all', a count or bit strings")
+    if isinstance(tasks, int):
+        return task_subset(tasks, num_classes=num_classes, seed=seed)
+    if isinstance(tasks, str):
+        text = tasks.strip()
+        if text.lower() == "all":
+            return all_tasks(num_classes)
+        if text.isdigit() and not _is_bit_string(text, num_classes):
+            return task_subset(int(text), num_classes=num_classes, seed=seed)
+        tasks = [t.strip() for t in text.split(",") if t.strip()]
+    out: list[str] = []
+    for t in tasks:
+        b = parse_bits(t, num_classes=num_classes)
+        if b not in out:
+            out.append(b)
+    if not out:
+        raise ValueError(f"tasks={tasks!r} selects no task")
+    return out
+
+
+def read_task_file(path: str | os.PathLike) -> list[str]:
+    """Bit strings from a text file, one per line; ``#`` starts a comment, blank lines skip."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"task file {path} is a folder; give a text file with one bit string "
+                         "per line")
+    if not path.is_file():
+        raise FileNotFoundError(f"task file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"task file {path} is not UTF-8 text ({exc})") from None
+    tasks = [ln.split("#")[0].strip() for ln in text.splitlines()]
+    tasks = [t for t in tasks if t]
+    if not tasks:
+        raise ValueError(f"task file {path} lists no tasks")
+    return tasks

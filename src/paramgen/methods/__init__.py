@@ -15,6 +15,7 @@ _LAZY = {
     "read_config": "paramgen.methods.base",
     "RPG": "paramgen.methods.rpg", "RPGConfig": "paramgen.methods.rpg",
     "PDiff": "paramgen.methods.pdiff", "PDiffConfig": "paramgen.methods.pdiff",
+    "IGPG": "paramgen.methods.igpg", "IGPGConfig": "paramgen.methods.igpg",
 }
 
 __all__ = sorted(_LAZY) + ["METHODS", "get_method", "method_names", "register_method"]

@@ -88,6 +88,13 @@ class Generator(ABC):
         models = self.sample(len(paths), condition=condition, seed=seed, **options)
         return [io.save_safetensors(p, sd, metadata) for p, sd in zip(paths, models)]
 
+    def sample_to_peft(self, out_dirs: Sequence[str | os.PathLike], condition: Any = None,
+                       seed: int = 0, **options: Any) -> list[Path]:
+        """Sample adapters into PEFT folders (see paramgen.adapters.export.sample_to_peft)."""
+        from paramgen.adapters.export import sample_to_peft
+
+        return sample_to_peft(self, out_dirs, condition=condition, seed=seed, **options)
+
     # What a subclass adds to the generator folder, and how it is rebuilt from it.
     @abstractmethod
     def _saved_config(self) -> dict:

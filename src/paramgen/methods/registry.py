@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 BUILTIN: dict[str, str] = {
     "rpg": "paramgen.methods.rpg",
     "pdiff": "paramgen.methods.pdiff",
+    "igpg": "paramgen.methods.igpg",
 }
 _CLASSES: dict[str, type] = {}
 

@@ -26,6 +26,8 @@ __all__ = [
     "adaptive_avg_pool",
     "batch_norm",
     "conv",
+    "conv_out",
+    "feature_grid",
     "max_pool",
     "parse_in_shape",
 ]
@@ -172,3 +174,17 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+def feature_grid(spec: InputSpec, side: int) -> int:
+    """Final feature-grid length per spatial dim: ``side`` for images, ``side**2`` for signals.
+
+    Signals get the square so that the flattened feature count, and hence every linear layer,
+    is the same as for images.
+    """
+    return side if spec.ndim == 2 else side * side
+
+
+def conv_out(sizes: tuple[int, ...], kernel: int, padding: int, stride: int = 1
+              ) -> tuple[int, ...]:
+    return tuple((s + 2 * padding - kernel) // stride + 1 for s in sizes)

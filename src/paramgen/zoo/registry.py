@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["create", "list_models", "param_count", "register"]
+__all__ = ["ZooOptionError", "canonical_name", "create", "list_models", "param_count", "register"]
 
 Builder = Callable[..., nn.Module]
 B = TypeVar("B", bound=Builder)
@@ -35,6 +35,18 @@ def register(name: str) -> Callable[[B], B]:
     return wrap
 
 
+class ZooOptionError(TypeError, ValueError):
+    """A model was given an option it does not take. A TypeError as Python reports it, and a
+    ValueError so that callers handling bad input (the command line) report it cleanly."""
+
+
+def canonical_name(name: str) -> str:
+    """The registered spelling of model ``name`` ("ResNet_Mini" -> "resnet-mini")."""
+    if not isinstance(name, str) or _key(name) not in _REGISTRY:
+        raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(list_models())}")
+    return _key(name)
+
+
 def list_models() -> list[str]:
     """Registered model names, sorted."""
     return sorted(_REGISTRY)
@@ -47,9 +59,7 @@ def create(name: str, in_shape: Sequence[int] | int, num_classes: int = 10,
     ``seed`` makes the initialisation reproducible without touching the global RNG; extra
     keyword arguments go to the model (e.g. ``create("mlp", (40,), 10, hidden=(64, 64))``).
     """
-    if not isinstance(name, str) or _key(name) not in _REGISTRY:
-        raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(list_models())}")
-    builder = _REGISTRY[_key(name)]
+    builder = _REGISTRY[canonical_name(name)]
     try:
         if seed is None:
             return builder(in_shape, num_classes, **kwargs)
@@ -57,8 +67,11 @@ def create(name: str, in_shape: Sequence[int] | int, num_classes: int = 10,
             torch.manual_seed(seed)
             return builder(in_shape, num_classes, **kwargs)
     except TypeError as err:
-        # An unexpected keyword shows up as a TypeError deep in a constructor; name the model.
-        raise TypeError(f"zoo model {name!r}: {err}") from err
+        # An unexpected keyword shows up as a TypeError deep in a constructor; name the model
+        # and the option (e.g. --hidden for an architecture without hidden layers).
+        bad = sorted(k for k in kwargs if f"'{k}'" in str(err))
+        what = f"does not take the option {', '.join(map(repr, bad))}" if bad else str(err)
+        raise ZooOptionError(f"zoo model {name!r} {what} ({err})") from err
 
 
 def param_count(model: nn.Module, trainable_only: bool = False) -> int:

@@ -56,6 +56,10 @@ class RPGConfig(SharedSettings):
     batch_size: int = training(16)
     diffusion_batch: int = training(1024)
     grad_clip: float = training(1.0)
+    # Windowed training: each step trains a window of this many consecutive tokens per
+    # checkpoint, the backbone's state carried from the previous window (methods/rpg/window.py);
+    # 0 trains on whole sequences. Bounds a step's time and memory whatever the model's size.
+    train_window: int = training(0)
 
     def __post_init__(self) -> None:
         self._check_shared()
@@ -85,7 +89,7 @@ class RPGConfig(SharedSettings):
         self._check_positive("token_size", "steps", "batch_size", "diffusion_batch",
                              "partial_batch", "num_layers", "d_state", "d_conv", "expand",
                              "kernel_size", "num_train_timesteps")
-        self._check_positive("warmup_steps", allow_zero=True)
+        self._check_positive("warmup_steps", "train_window", allow_zero=True)
         if self.sampling_steps is not None:
             self._check_positive("sampling_steps")
         self._check_finite("lr", "weight_decay", "grad_clip", low=0.0)

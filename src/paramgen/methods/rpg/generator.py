@@ -23,6 +23,7 @@ from paramgen.methods.base import Generator, check_finite, data_fingerprint
 from paramgen.methods.registry import register_method
 from paramgen.methods.rpg.config import SAMPLING_MODES, RPGConfig
 from paramgen.methods.rpg.network import RPGNetwork
+from paramgen.methods.rpg.window import WindowCarry, window_index
 from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
 from paramgen.training import Stage, StepContext
 
@@ -53,6 +54,31 @@ class RPG(Generator):
 
     def auto_preset_for(self, ckpts) -> str:
         return "cpu-tasks" if getattr(ckpts, "conditions", None) is not None else "cpu"
+
+    def _choose_preset(self, ckpts) -> None:
+        """No preset and no config given: the cpu preset for the collection's kind, plus the
+        size rule's settings for its number of generated values (``presets.SIZE_RULES``);
+        keyword overrides win over both."""
+        if not self._auto_preset:
+            return
+        from paramgen.methods.rpg.presets import size_settings
+        from paramgen.tokenize import is_generated
+
+        first = ckpts[0]
+        values = sum(v.numel() for v in first.values() if is_generated(v))
+        self.preset = self.auto_preset_for(ckpts)
+        self.auto_settings = size_settings(values)
+        self.config = RPGConfig.from_preset(self.preset, **{**self.auto_settings,
+                                                            **self._overrides})
+
+    def settings_summary(self) -> str:
+        """The settings that decide a fit's cost, as one line (printed by `paramgen train`)."""
+        c = self.config
+        window = f"window {c.train_window} tokens" if c.train_window else "whole sequences"
+        return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
+                f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
+                f"{c.steps} steps, lr {c.lr:g}, sampler {c.sampler}"
+                f"{' ' + str(c.sampling_steps) if c.sampling_steps else ''}, device {c.device}")
 
     # ------------------------------------------------------------------ setup
     def _state_kind_for(self, conditioned: bool) -> str:
@@ -112,10 +138,18 @@ class RPG(Generator):
         self._record_conditions(cond)
 
         device = engine.device
+        L = tokenizer.num_tokens
+        window = cfg.train_window if 0 < cfg.train_window < L else 0
+        carry = None
+        if window:
+            if not self.network.backbone.streams:
+                raise ValueError(f"train_window needs a backbone that carries its state "
+                                 f"(mamba, lstm, none); {cfg.backbone!r} does not")
+            carry = WindowCarry(self.network.backbone, n, L, window)
         self._train = dict(tokens=tokens.to(device), mask=tokenizer.mask.to(device),
                            states=None if state_of is None else state_of.to(device),
                            conditions=None if cond is None else cond.to(device),
-                           steps=total)
+                           steps=total, window=window, carry=carry)
         try:
             self._run_engine(engine, seed=seed, workdir=workdir, progress=progress,
                              callback=callback,
@@ -132,10 +166,15 @@ class RPG(Generator):
                       grad_clip=cfg.grad_clip)]
 
     def training_modules(self) -> dict[str, nn.Module]:
-        return {"network": self.network}
+        modules = {"network": self.network}
+        if self._train["carry"] is not None:
+            modules["window_carry"] = self._train["carry"]
+        return modules
 
     def training_loss(self, ctx: StepContext) -> Tensor:
         """Diffusion loss of a random subset of the tokens of a batch of checkpoints."""
+        if self._train["window"]:
+            return self._window_loss(ctx)
         cfg, data, net = self.config, self._train, self.network
         tokens = data["tokens"]
         n, L, T = tokens.shape
@@ -152,6 +191,52 @@ class RPG(Generator):
             protos = net.prototypes(st, cd, b).reshape(b * L, T)[picked]
             return diffusion_loss(lambda xt, t: net.denoise(xt, t, protos), x0, m,
                                   self.schedule, cfg.prediction, generator=ctx.noise)
+
+    def _window_loss(self, ctx: StepContext) -> Tensor:
+        """The same loss on one window of W tokens per checkpoint (methods/rpg/window.py)."""
+        cfg, data, net = self.config, self._train, self.network
+        carry: WindowCarry = data["carry"].to(ctx.device)
+        tokens = data["tokens"]
+        n, L, T = tokens.shape
+        W = data["window"]
+        chosen = torch.randperm(n, generator=ctx.generator)[:min(cfg.batch_size, n)]
+        mine = ctx.shard(chosen).to(ctx.device)
+        b = mine.numel()
+        index, real = window_index(carry.starts(mine), W, L)             # [b, W]
+        st = data["states"][mine] if data["states"] is not None else None
+        cd = data["conditions"][mine] if data["conditions"] is not None else None
+        per_process = max(1, cfg.diffusion_batch // ctx.num_processes)
+        picked = torch.randperm(b * W, generator=ctx.generator)[:min(per_process, b * W)]
+        picked = picked.to(ctx.device)
+        x0 = tokens[mine[:, None], index].reshape(b * W, T)[picked]
+        m = (data["mask"][index] & real[..., None]).reshape(b * W, T)[picked]
+        with ctx.autocast():
+            h = net.window_input(st, cd, index)
+            protos, after = net.backbone.forward_stateful(h, carry.gather(mine, h.dtype))
+            protos = protos.reshape(b * W, T)[picked]
+            loss = diffusion_loss(lambda xt, t: net.denoise(xt, t, protos), x0, m,
+                                  self.schedule, cfg.prediction, generator=ctx.noise)
+        self._advance_windows(ctx, carry, chosen.to(ctx.device), mine, after)
+        return loss
+
+    @torch.no_grad()
+    def _advance_windows(self, ctx: StepContext, carry: WindowCarry, chosen: Tensor,
+                         mine: Tensor, after: Any) -> None:
+        """Every process stores the states of the whole global batch, so all banks agree."""
+        if ctx.num_processes == 1:
+            carry.update(mine, after)
+            return
+        from torch.utils._pytree import tree_flatten, tree_unflatten
+
+        leaves, spec = tree_flatten(after)
+        where = (mine[:, None] == chosen[None, :]).float()                 # [mine, chosen]
+        count = ctx.reduce_sum(where.sum(0))
+        full = []
+        for leaf, axis in zip(leaves, carry._axes):
+            moved = leaf.detach().float().movedim(axis, -1)                 # [..., mine]
+            total = ctx.reduce_sum(moved @ where) / count.clamp_min(1)
+            full.append(total.movedim(-1, axis))
+        carry.update(chosen, tree_unflatten(full, spec))
 
     # ------------------------------------------------------------------ sampling
     def _require_fitted(self) -> None:
@@ -269,6 +354,7 @@ class RPG(Generator):
         ``state``: the permutation state to use (default: drawn at random per model).
         ``return_tokens``: give the raw tokens [n, L, T] instead of state dicts.
         """
+        self._require_fitted()
         blocks = self._token_blocks(n, condition, seed, mode, sampler, steps, state, progress)
         tk = self.tokenizer
         if return_tokens:

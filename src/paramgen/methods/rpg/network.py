@@ -46,6 +46,16 @@ class RPGNetwork(nn.Module):
             h = h + self.condition(conditions).unsqueeze(1)
         return h
 
+    def window_input(self, states: Tensor | None, conditions: Tensor | None,
+                     index: Tensor) -> Tensor:
+        """What the backbone reads for the tokens at ``index`` [b, W] of b models."""
+        h = self.position.rows_at(index)
+        if self.states is not None and states is not None:
+            h = h + self.states(states).unsqueeze(1)
+        if self.condition is not None and conditions is not None:
+            h = h + self.condition(conditions).unsqueeze(1)
+        return h
+
     def prototypes(self, states: Tensor | None, conditions: Tensor | None,
                    batch: int) -> Tensor:
         return self.backbone(self.backbone_input(states, conditions, batch))

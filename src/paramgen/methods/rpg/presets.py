@@ -36,3 +36,21 @@ RPG_PRESETS: dict[str, dict] = {
 # steps, than one collection needs (docs/tasks.md has the measurements).
 RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_batch=256,
                                 steps=4000)
+
+# What RPG() with no preset adds to the cpu presets as the generated model grows: rows of
+# (up to this many generated values, settings). Whole-sequence training below 50K values; above,
+# a training step covers a window of tokens per checkpoint, so its cost stays flat in model size.
+# docs/performance.md has the measurements behind each row.
+SIZE_RULES: list[tuple[float, dict]] = [
+    (50_000, {}),
+    # 8 checkpoints x 32 tokens: the backbone computes exactly the 256 prototypes the loss uses
+    (float("inf"), dict(train_window=32, batch_size=8, diffusion_batch=256, steps=3000)),
+]
+
+
+def size_settings(num_values: int) -> dict:
+    """The settings the size rule adds for a model of ``num_values`` generated values."""
+    for limit, settings in SIZE_RULES:
+        if num_values <= limit:
+            return dict(settings)
+    return {}

@@ -1,0 +1,90 @@
+"""One adapter for one binary task: put peft's LoRA/DoRA on a copy of the base and train it.
+
+Every adapter of a collection starts from the same initial adapter weights (``init``): LoRA's A
+matrices are random, and tasks trained from one draw of them differ only where the tasks
+differ, which is what a generator conditioned on task bits can learn and interpolate.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from paramgen.adapters.recipe import LoraRecipe
+
+__all__ = ["TRAIN_DEFAULTS", "adapter_state", "attach", "train_adapter"]
+
+# 40 Adam steps on mini-batches of 128 at lr 0.02: digits tasks reach ~97% balanced accuracy in
+# about a second of one busy CPU thread (docs/adapters.md).
+TRAIN_DEFAULTS = {"steps": 40, "batch_size": 128, "lr": 2e-2}
+
+
+def attach(base: nn.Module, recipe: LoraRecipe, head_module: str,
+           init: dict[str, Tensor] | None = None, seed: int = 0):
+    """A ``peft.PeftModel`` of a copy of ``base`` (left untouched) with the recipe's adapter,
+    its weights set to ``init`` when given (else drawn with ``seed``)."""
+    from peft import get_peft_model, set_peft_model_state_dict
+
+    model = copy.deepcopy(base)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            peft_model = get_peft_model(model, recipe.peft_config(head_module))
+    except ValueError as exc:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules()
+                         if isinstance(m, nn.Linear)})
+        raise ValueError(f"LoRA targets {list(recipe.targets)} do not fit the base model "
+                         f"({exc}); its Linear layers are named {linear}") from None
+    if init is not None:
+        result = set_peft_model_state_dict(peft_model, init)
+        missing = [k for k in getattr(result, "unexpected_keys", []) or []]
+        if missing:
+            raise ValueError(f"initial adapter keys {missing[:5]} do not fit the recipe")
+    return peft_model
+
+
+def adapter_state(peft_model) -> dict[str, Tensor]:
+    """The adapter's weights as peft saves them (the keys of ``adapter_model.safetensors``)."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().to("cpu", copy=True)
+            for k, v in get_peft_model_state_dict(peft_model).items()}
+
+
+def train_adapter(peft_model, x: Tensor, y: Tensor, steps: int | None = None,
+                  lr: float | None = None, batch_size: int | None = None, seed: int = 0,
+                  on_step: Callable[[int, nn.Module], None] | None = None):
+    """Train the adapter's parameters on binary labels ``y`` (class-balanced cross-entropy, Adam,
+    warm-up + cosine decay to a tenth, seeded mini-batches). ``on_step(step, model)`` runs after
+    every step (the benchmark times the training around it). Returns the model in eval mode."""
+    from paramgen.collect.loop import cosine_lr
+    from paramgen.data import class_weights
+
+    steps = TRAIN_DEFAULTS["steps"] if steps is None else int(steps)
+    lr = TRAIN_DEFAULTS["lr"] if lr is None else float(lr)
+    batch_size = TRAIN_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
+    if steps < 1 or lr <= 0 or batch_size < 1:
+        raise ValueError(f"bad adapter training settings: steps={steps}, lr={lr}, "
+                         f"batch_size={batch_size}")
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(y))
+    gen = torch.Generator().manual_seed(seed)
+    peft_model.train()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, steps, lr, floor=0.1)
+        if batch_size >= len(x):
+            xb, yb = x, y
+        else:
+            idx = torch.randint(0, len(x), (batch_size,), generator=gen)
+            xb, yb = x[idx], y[idx]
+        opt.zero_grad(set_to_none=True)
+        loss_fn(peft_model(xb), yb).backward()
+        opt.step()
+        if on_step is not None:
+            on_step(step, peft_model)
+    return peft_model.eval()

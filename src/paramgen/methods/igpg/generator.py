@@ -1,0 +1,519 @@
+"""IGPG: one instruction-guided generator for a zoo of architectures and datasets.
+
+``IGPG().fit([ckpts_a, ckpts_b, ...])`` learns, over collections of different architectures and
+datasets, (1) a Gumbel VQ-VAE that turns fixed-size chunks of every model's normalised parameters
+into codebook tokens and (2) a GPT prior over each model's token sequence, conditioned on an
+embedding of the architecture's description and one of the dataset. ``sample(n, like=...,
+dataset=...)`` asks the prior for the tokens of ``like``'s layout on that dataset, decodes them
+chunk by chunk and returns state dicts with exactly ``like``'s keys, shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from paramgen import text as text_encoder
+from paramgen.methods.base import Generator, data_fingerprint
+from paramgen.methods.igpg.chunking import (check_single_dtype, chunk_slots, chunk_tensor,
+                                            chunker_for_unseen, fit_chunker, layout_signature)
+from paramgen.methods.igpg.config import IGPGConfig
+from paramgen.methods.igpg.describe import (dataset_name, dataset_text, describe_architecture,
+                                            generated_layout)
+from paramgen.methods.igpg.prior import GPTPrior
+from paramgen.methods.igpg.vqvae import CONTEXT_DROP, GumbelVQVAE
+from paramgen.methods.registry import register_method
+from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
+from paramgen.training import Stage, StepContext
+
+TEXT_DIM = 384    # all-MiniLM-L6-v2
+
+
+@dataclass
+class ZooEntry:
+    """What the generator keeps of one training collection (one architecture on one dataset)."""
+
+    signature: str
+    dataset: str | None
+    arch_text: str
+    tokenizer: Tokenizer
+    size: int
+    info: dict = field(default_factory=dict)
+    position_offset: int = 0     # its chunks' ids in the VQ-VAE's position table
+
+
+def _canon_dataset(name: str | None) -> str | None:
+    if name is None:
+        return None
+    from paramgen import data
+
+    try:
+        return data.loaders.canonical_name(name)
+    except ValueError:
+        return " ".join(name.lower().split())
+
+
+def _as_state_dict(like: Any) -> dict[str, Tensor]:
+    if isinstance(like, nn.Module):
+        return {k: v.detach().cpu() for k, v in like.state_dict().items()}
+    if isinstance(like, Mapping) and all(isinstance(v, Tensor) for v in like.values()):
+        return dict(like)
+    if isinstance(like, (str, os.PathLike)):
+        path = Path(like)
+        if not path.is_file():
+            raise FileNotFoundError(f"like={str(like)!r}: no such file")
+        if path.suffix != ".safetensors":
+            raise ValueError(f"like={str(like)!r}: give a .safetensors state dict, a state dict "
+                             "or an nn.Module")
+        return load_file(str(path))
+    raise ValueError("like= must be a state dict (str -> Tensor), an nn.Module or a "
+                     f".safetensors path, got {type(like).__name__}")
+
+
+@register_method("igpg")
+class IGPG(Generator):
+    """Instruction-guided parameter generation: ``IGPG(preset="cpu")`` (default),
+    ``"tiny"`` (tests) or ``"paper"``; or ``config=IGPGConfig(...)``; keyword overrides apply."""
+
+    config_cls = IGPGConfig
+    config: IGPGConfig
+
+    def __init__(self, preset: str | None = None, config: IGPGConfig | dict | None = None,
+                 **overrides: Any):
+        super().__init__(preset, config, **overrides)
+        self.zoo: list[ZooEntry] = []
+        self.vqvae: GumbelVQVAE | None = None
+        self.prior: GPTPrior | None = None
+        self.dataset_conditioned = False
+        self.context = 0
+        self._texts: dict[str, Tensor] = {}
+        self.timings: dict[str, float] = {}
+        self._train: dict | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def fitted(self) -> bool:
+        return self.vqvae is not None and self.prior is not None
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({e.dataset for e in self.zoo if e.dataset is not None})
+
+    def _embed(self, texts: Sequence[str]) -> Tensor:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
+        if missing:
+            for t, v in zip(missing, text_encoder.encode(missing)):
+                self._texts[t] = v.float().cpu()
+        return torch.stack([self._texts[t] for t in texts])
+
+    def _build_networks(self, cond_dim: int) -> None:
+        cfg = self.config
+        positions = sum(e.tokenizer.num_tokens for e in self.zoo)
+        self.vqvae = GumbelVQVAE(cfg.chunk_size, cfg.tokens_per_chunk, cfg.codebook_size,
+                                 cfg.code_dim, cfg.vq_hidden, positions, cond_dim)
+        self.prior = GPTPrior(cfg.codebook_size, cfg.prior_dim, cfg.prior_layers,
+                              cfg.prior_heads, self.context, cond_dim, self.dataset_conditioned,
+                              cfg.dropout)
+
+    # ------------------------------------------------------------------ training
+    @staticmethod
+    def _collections(collections: Any) -> list:
+        from paramgen.checkpoints import CheckpointSet
+
+        items = [collections] if isinstance(collections, CheckpointSet) else list(collections)
+        if not items:
+            raise ValueError("IGPG.fit needs at least one CheckpointSet")
+        for i, c in enumerate(items):
+            if not isinstance(c, CheckpointSet):
+                raise ValueError(f"collections[{i}] is a {type(c).__name__}, not a CheckpointSet "
+                                 "(build one with pg.CheckpointSet.from_state_dicts(..., "
+                                 "info={'dataset': ...}))")
+            if len(c) == 0:
+                raise ValueError(f"collections[{i}] is empty")
+        return items
+
+    def fit(self, collections, steps: int | None = None, seed: int = 0,
+            workdir: str | os.PathLike | None = None, progress: bool = True,
+            callback: Callable[[int, float], None] | None = None) -> "IGPG":
+        """Train on one CheckpointSet or a list of them (any mix of architectures and datasets;
+        a set's dataset text is ``info["dataset"]``, else its ``info["data"]``).
+
+        Two stages of the training engine: the VQ-VAE on every chunk of every model, then the
+        prior on every model's token sequence. ``steps`` sets the steps of each stage (default:
+        the config's ``vq_steps`` and ``prior_steps``). With ``workdir`` the training state is
+        saved periodically and a later call with the same data and settings resumes.
+        """
+        cfg = self.config
+        items = self._collections(collections)
+        vq_steps = int(steps if steps is not None else cfg.vq_steps)
+        prior_steps = int(steps if steps is not None else cfg.prior_steps)
+        if min(vq_steps, prior_steps) < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        engine = self._engine()
+        torch.manual_seed(seed)
+        t_start = time.time()
+
+        # 1. chunk every collection; describe its architecture and dataset
+        self.zoo, chunk_sets = [], []
+        for i, ckpts in enumerate(items):
+            info = ckpts.info
+            where = f"collection {i} ({info.get('arch', '?')} on {dataset_name(info) or '?'})"
+            first = ckpts[0]
+            check_single_dtype(first, where)
+            tokenizer = fit_chunker(ckpts, cfg.chunk_size, cfg.vectorization)
+            if tokenizer.num_tokens == 0:
+                raise ValueError(f"{where} has no floating tensors to generate")
+            arch_text = describe_architecture(generated_layout(first), info.get("architecture"))
+            offset = sum(e.tokenizer.num_tokens for e in self.zoo)
+            self.zoo.append(ZooEntry(layout_signature(first), dataset_name(info), arch_text,
+                                     tokenizer, len(ckpts), dict(info), offset))
+            chunk_sets.append(chunk_tensor(tokenizer, ckpts))
+        self.collection_info = {"zoo": [{"arch": e.info.get("arch"), "dataset": e.dataset,
+                                         "checkpoints": e.size} for e in self.zoo]}
+        named = [e.dataset is not None for e in self.zoo]
+        mode = cfg.dataset_condition
+        self.dataset_conditioned = mode == "on" or (mode == "auto" and any(named))
+        if self.dataset_conditioned and not all(named):
+            i = named.index(False)
+            raise ValueError(f"collection {i} names no dataset (info['dataset'] or info['data']) "
+                             "while others do: give every collection one, or pass "
+                             "dataset_condition='off'")
+        l = cfg.tokens_per_chunk
+        lengths = [e.tokenizer.num_tokens * l for e in self.zoo]
+        self.context = int(cfg.context or max(lengths))
+        for e, n in zip(self.zoo, lengths):
+            if n > self.context:
+                raise ValueError(f"{e.info.get('arch', e.signature)} needs {n} tokens, more than "
+                                 f"the prior's context of {self.context}: raise context= or "
+                                 "chunk_size=")
+        arch_emb = self._embed([e.arch_text for e in self.zoo])
+        data_emb = (self._embed([dataset_text(e.dataset) for e in self.zoo])
+                    if self.dataset_conditioned else None)
+        self._build_networks(arch_emb.shape[1])
+
+        # 2. what the two stages read: every chunk with its context; later, every sequence
+        device = engine.device
+        self._train = dict(
+            vq_steps=vq_steps, prior_steps=prior_steps, chunk_sets=chunk_sets,
+            x=torch.cat([c.reshape(-1, cfg.chunk_size) for c in chunk_sets]).to(device),
+            mask=torch.cat([e.tokenizer.mask.repeat(c.shape[0], 1)
+                            for e, c in zip(self.zoo, chunk_sets)]).to(device),
+            owner=torch.cat([torch.full((c.shape[0] * c.shape[1],), i)
+                             for i, c in enumerate(chunk_sets)]).to(device),
+            pos=torch.cat([e.tokenizer.positions.repeat(c.shape[0], 1)
+                           for e, c in zip(self.zoo, chunk_sets)]).to(device),
+            pid=torch.cat([(e.position_offset + torch.arange(c.shape[1])).repeat(c.shape[0])
+                           for e, c in zip(self.zoo, chunk_sets)]).to(device),
+            arch=arch_emb.to(device),
+            data=data_emb.to(device) if data_emb is not None else None,
+            slots=[chunk_slots(e.tokenizer, l).to(device) for e in self.zoo],
+            models=[(i, j) for i, c in enumerate(chunk_sets) for j in range(c.shape[0])],
+            seqs=None, t0=time.time())
+        try:
+            self._run_engine(engine, seed=seed, workdir=workdir, progress=progress,
+                             callback=callback,
+                             data_fingerprint=data_fingerprint(*chunk_sets, arch_emb, data_emb))
+        finally:
+            self._train = None
+        self.timings["prior_s"] = time.time() - self.timings.pop("_prior_start", time.time())
+        self.timings["fit_s"] = time.time() - t_start
+        self.vqvae.eval()
+        self.prior.eval()
+        return self
+
+    def training_stages(self) -> list[Stage]:
+        cfg, t = self.config, self._train
+        common = dict(schedule="linear", min_lr_ratio=cfg.min_lr_ratio,
+                      warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip)
+        return [Stage("vqvae", t["vq_steps"], self.vqvae, lr=cfg.vq_lr, weight_decay=0.0,
+                      **common),
+                Stage("prior", t["prior_steps"], self.prior, lr=cfg.prior_lr,
+                      weight_decay=cfg.weight_decay, **common)]
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        return {"vqvae": self.vqvae, "prior": self.prior}
+
+    def on_stage_end(self, stage: Stage) -> None:
+        # The VQ-VAE is frozen once its stage ends: every model becomes a token sequence once.
+        if stage.name == "vqvae":
+            self.timings["vqvae_s"] = time.time() - self._train["t0"]
+            self.timings["_prior_start"] = time.time()
+            self._train["seqs"] = self._sequences()
+
+    @torch.no_grad()
+    def _sequences(self) -> list[Tensor]:
+        t, vq = self._train, self.vqvae.eval()
+        seqs = []
+        for i, (e, c) in enumerate(zip(self.zoo, t["chunk_sets"])):
+            ctx = self._chunk_context(e.tokenizer, t["arch"][i:i + 1], e)
+            mask = e.tokenizer.mask.to(ctx.device)
+            seqs.append(torch.cat([vq.tokenize(c[j].to(ctx.device), mask, ctx).reshape(1, -1)
+                                   for j in range(c.shape[0])]))
+        return seqs
+
+    def training_loss(self, ctx: StepContext) -> Tensor:
+        cfg, t = self.config, self._train
+        if ctx.stage.name == "vqvae":
+            k = ctx.stage_step
+            tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** (
+                k / max(t["vq_steps"] - 1, 1))
+            idx = ctx.batch(t["x"].shape[0], cfg.vq_batch).to(ctx.device)
+            with ctx.autocast():
+                c = self.vqvae.context(t["arch"][t["owner"][idx]], t["pos"][idx], t["pid"][idx],
+                                       drop=CONTEXT_DROP, generator=ctx.noise)
+                loss, _ = self.vqvae.loss(t["x"][idx], t["mask"][idx], c, tau, cfg.commitment,
+                                          cfg.codebook_weight, generator=ctx.noise)
+            return loss
+        if t["seqs"] is None:        # resumed inside the prior stage
+            t["seqs"] = self._sequences()
+        # one draw of models (with replacement, so a batch may exceed the model count)
+        pick = torch.randint(0, len(t["models"]), (cfg.prior_batch,), generator=ctx.generator)
+        pick = ctx.shard(pick)
+        picks = [t["models"][int(p)] for p in pick]
+        toks, slts, valid = self._batch(picks, t["seqs"], t["slots"], ctx.device)
+        cols = torch.tensor([c for c, _ in picks], device=ctx.device)
+        with ctx.autocast():
+            return self.prior.loss(toks, slts, valid, t["arch"][cols],
+                                   t["data"][cols] if t["data"] is not None else None)
+
+    @staticmethod
+    def _batch(picks: list[tuple[int, int]], seqs: list[Tensor], slots: list[Tensor],
+               device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        n = max(seqs[c].shape[1] for c, _ in picks)
+        toks = torch.zeros(len(picks), n, dtype=torch.long, device=device)
+        slts = torch.zeros(len(picks), n, 3, dtype=torch.long, device=device)
+        valid = torch.zeros(len(picks), n, dtype=torch.bool, device=device)
+        for b, (c, r) in enumerate(picks):
+            k = seqs[c].shape[1]
+            toks[b, :k] = seqs[c][r]
+            slts[b, :k] = slots[c]
+            valid[b, :k] = True
+        return toks, slts, valid
+
+    @torch.no_grad()
+    def _chunk_context(self, tokenizer: Tokenizer, arch: Tensor, entry: ZooEntry | None
+                       ) -> Tensor:
+        """The VQ-VAE's context [C, hidden] for every chunk of a layout (``arch`` [1, 384]);
+        ``entry``: the zoo collection with this layout (None for a layout outside the zoo)."""
+        device = self.device
+        C = tokenizer.num_tokens
+        ids = (entry.position_offset + torch.arange(C)).to(device) if entry is not None \
+            else None
+        return self.vqvae.context(arch.to(device).expand(C, -1),
+                                  tokenizer.positions.to(device), ids)
+
+    # ------------------------------------------------------------------ sampling
+    def _target(self, like: Mapping[str, Tensor], dataset: str | None,
+                architecture: str | None
+                ) -> tuple[Tokenizer, str, str | None, str, ZooEntry | None]:
+        """The chunker, architecture text and dataset for sampling models like ``like``, and
+        whether that layout/dataset pair was seen ("seen", "unseen-pair", "unseen-arch")."""
+        check_single_dtype(like, "like")
+        if self.dataset_conditioned:
+            if dataset is None:
+                if len(self.datasets) != 1:
+                    raise ValueError("this generator is conditioned on datasets "
+                                     f"{self.datasets}: pass dataset=TEXT")
+                dataset = self.datasets[0]
+        elif dataset is not None:
+            raise ValueError(f"dataset={dataset!r}, but this generator was trained without "
+                             "dataset conditioning (its collections named no dataset); sample "
+                             "it with dataset=None")
+        sig = layout_signature(like)
+        same = [e for e in self.zoo if e.signature == sig]
+        exact = [e for e in same if _canon_dataset(e.dataset) == _canon_dataset(dataset)]
+        if exact or same:
+            entry = (exact or same)[0]
+            arch_text = entry.arch_text
+            if architecture:
+                arch_text = describe_architecture(generated_layout(like), architecture)
+            return (entry.tokenizer, arch_text, dataset, "seen" if exact else "unseen-pair",
+                    entry)
+        tokenizer = chunker_for_unseen(like, self.config.chunk_size, self.config.vectorization,
+                                       [e.tokenizer for e in self.zoo])
+        return (tokenizer, describe_architecture(generated_layout(like), architecture),
+                dataset, "unseen-arch", None)
+
+    def _token_models(self, n: int, like: Any, dataset: str | None, seed: int,
+                      temperature: float | None, top_k: int | None, architecture: str | None,
+                      progress: bool) -> tuple[Tokenizer, Tensor, Iterator[tuple[int, Tensor]]]:
+        """The chunker of the target layout, the VQ-VAE context of its chunks, and an iterator
+        of (model index, token ids [C, l])."""
+        self._require_fitted()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        cfg = self.config
+        sd = _as_state_dict(like)
+        tokenizer, arch_text, dataset, _, entry = self._target(sd, dataset, architecture)
+        l = cfg.tokens_per_chunk
+        length = tokenizer.num_tokens * l
+        if length > self.context:
+            raise ValueError(f"like has {tokenizer.num_values} values in {tokenizer.num_tokens} "
+                             f"chunks of {cfg.chunk_size} = {length} tokens, more than this "
+                             f"generator's context of {self.context} tokens: it cannot cover "
+                             "that architecture (fit with a larger context= or chunk_size=)")
+        temperature = cfg.temperature if temperature is None else float(temperature)
+        top_k = cfg.top_k if top_k is None else int(top_k)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        device = self.device
+        arch = self._embed([arch_text]).to(device)
+        data = self._embed([dataset_text(dataset)]).to(device) if self.dataset_conditioned \
+            else None
+        slots = chunk_slots(tokenizer, l).to(device)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        prior = self.prior.to(device).eval()
+
+        def models() -> Iterator[tuple[int, Tensor]]:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="igpg sample", disable=not progress, dynamic_ncols=True)
+            for start in range(0, n, cfg.sample_batch):
+                k = min(cfg.sample_batch, n - start)
+                toks = prior.generate(slots.expand(k, -1, -1), arch.expand(k, -1),
+                                      data.expand(k, -1) if data is not None else None,
+                                      temperature, top_k, gen)
+                for j in range(k):
+                    yield start + j, toks[j].view(-1, l)
+                    bar.update(1)
+            bar.close()
+
+        return tokenizer, self._chunk_context(tokenizer, arch, entry), models()
+
+    @torch.no_grad()
+    def _decode_into(self, tokenizer: Tokenizer, tokens: Tensor, context: Tensor, sink,
+                     block: int = 4096) -> None:
+        """Decode one model's token ids [C, l] a block of chunks at a time into ``sink``."""
+        stream = Detokenizer(tokenizer, sink)
+        vq = self.vqvae.to(self.device).eval()
+        for s in range(0, tokens.shape[0], block):
+            stream.feed(vq.decode(tokens[s:s + block], context[s:s + block]).float().cpu())
+        stream.close()
+
+    @torch.no_grad()
+    def sample(self, n: int = 1, like: Any = None, dataset: str | None = None, seed: int = 0,
+               temperature: float | None = None, top_k: int | None = None,
+               architecture: str | None = None, progress: bool = False, condition: Any = None,
+               **options: Any) -> list[dict[str, Tensor]]:
+        """``n`` state dicts with exactly ``like``'s keys, shapes and dtypes, for ``dataset``.
+
+        ``like``: a state dict, an ``nn.Module`` or a ``.safetensors`` path (its values are not
+        used, only its layout; integer buffers and scalars are copied from the matching training
+        collection, or from ``like`` for a layout the zoo did not hold). ``temperature`` and
+        ``top_k`` shape the prior's sampling (default: the config's). ``architecture``: free
+        text added to the layout's description (as ``info["architecture"]`` was in training).
+        """
+        if like is None:
+            raise ValueError("IGPG.sample needs like= (a state dict or module of the "
+                             "architecture to generate)")
+        if condition is not None or options:
+            raise ValueError("IGPG.sample takes like= and dataset=, not condition= or "
+                             f"{sorted(options)}")
+        tokenizer, context, models = self._token_models(n, like, dataset, seed, temperature,
+                                                        top_k, architecture, progress)
+        out = []
+        for _, tokens in models:
+            builder = StateDictBuilder(tokenizer)
+            self._decode_into(tokenizer, tokens, context, builder)
+            out.append(builder.result())
+        return out
+
+    @torch.no_grad()
+    def sample_to_files(self, paths: Sequence[str | os.PathLike], like: Any = None,
+                        dataset: str | None = None, seed: int = 0,
+                        temperature: float | None = None, top_k: int | None = None,
+                        architecture: str | None = None, progress: bool = False,
+                        metadata: dict[str, str] | None = None, condition: Any = None,
+                        **options: Any) -> list[Path]:
+        """Sample ``len(paths)`` models, each decoded chunk block by chunk block straight into
+        its ``.safetensors`` file (only token ids are held per model, not its values)."""
+        if like is None:
+            raise ValueError("IGPG.sample_to_files needs like= (the architecture to generate)")
+        if condition is not None or options:
+            raise ValueError("IGPG samples take like= and dataset=, not condition= or "
+                             f"{sorted(options)}")
+        tokenizer, context, models = self._token_models(len(paths), like, dataset, seed,
+                                                        temperature, top_k, architecture,
+                                                        progress)
+        written = []
+        for i, tokens in models:
+            sink = SafetensorsSink(tokenizer, paths[i], metadata)
+            try:
+                self._decode_into(tokenizer, tokens, context, sink)
+            except BaseException:
+                sink.abort()
+                raise
+            written.append(sink.close())
+        return written
+
+    @torch.no_grad()
+    def reconstruct(self, state_dict: Mapping[str, Tensor], dataset: str | None = None
+                    ) -> dict[str, Tensor]:
+        """VQ-VAE round trip of one model: chunk, tokenize, decode (IGPG Table 3's
+        "VQVAE reconstruction")."""
+        self._require_fitted()
+        sd = _as_state_dict(state_dict)
+        tokenizer, arch_text, _, _, entry = self._target(
+            sd, dataset if self.dataset_conditioned else None, None)
+        device = self.device
+        context = self._chunk_context(tokenizer, self._embed([arch_text]), entry)
+        chunks = tokenizer.tokenize(sd).to(device)
+        tokens = self.vqvae.to(device).eval().tokenize(chunks, tokenizer.mask.to(device),
+                                                        context)
+        builder = StateDictBuilder(tokenizer)
+        self._decode_into(tokenizer, tokens, context, builder)
+        return builder.result()
+
+    # ------------------------------------------------------------------ files
+    def _saved_config(self) -> dict:
+        texts = sorted(self._texts)
+        return {
+            "dataset_conditioned": self.dataset_conditioned, "context": self.context,
+            "zoo": [{"signature": e.signature, "dataset": e.dataset, "arch_text": e.arch_text,
+                     "size": e.size, "info": e.info, "position_offset": e.position_offset,
+                     "tokenizer": e.tokenizer.to_config()} for e in self.zoo],
+            "texts": texts, "timings": self.timings,
+        }
+
+    def _saved_tensors(self) -> dict[str, Tensor]:
+        tensors = {f"vqvae.{k}": v for k, v in self.vqvae.state_dict().items()}
+        tensors.update({f"prior.{k}": v for k, v in self.prior.state_dict().items()})
+        for i, e in enumerate(self.zoo):
+            tensors.update({f"zoo.{i}.{k}": v for k, v in e.tokenizer.copied_tensors().items()})
+        texts = sorted(self._texts)
+        if texts:
+            tensors["text_embeddings"] = torch.stack([self._texts[t] for t in texts])
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+    def _restore(self, config: dict, tensors: dict[str, Tensor], where: Path) -> None:
+        self.dataset_conditioned = bool(config["dataset_conditioned"])
+        self.context = int(config["context"])
+        self.timings = dict(config.get("timings") or {})
+        self.zoo = []
+        for i, z in enumerate(config["zoo"]):
+            prefix = f"zoo.{i}."
+            own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            self.zoo.append(ZooEntry(z["signature"], z["dataset"], z["arch_text"],
+                                     Tokenizer.from_config(z["tokenizer"], own), int(z["size"]),
+                                     dict(z.get("info") or {}), int(z["position_offset"])))
+        texts = config.get("texts") or []
+        if texts:
+            self._texts = dict(zip(texts, tensors["text_embeddings"].unbind(0)))
+        self._build_networks(TEXT_DIM)
+        for name, module in (("vqvae", self.vqvae), ("prior", self.prior)):
+            own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            want = module.state_dict()
+            bad = sorted(set(want) ^ set(own)) + sorted(
+                k for k in set(want) & set(own) if want[k].shape != own[k].shape)
+            if bad:
+                raise ValueError(f"{where / 'model.safetensors'} does not match its config.json "
+                                 f"({name}): {bad[:5]}")
+            module.load_state_dict(own)
+            module.eval()
