@@ -5,7 +5,8 @@ state (plus an optional task condition) and emits one prototype per token; a sma
 diffusion model shared by all tokens denoises each token conditioned on its prototype. Both train
 together through the diffusion loss (one stage of the engine). At sampling time the backbone runs
 block by block with its state carried, and the sampler denoises each block: one token at a time
-(``sequential``), ``partial_batch`` tokens at a time (``partial``), or all at once (``full``).
+(``sequential``: one model at a time, ``SEQUENTIAL_BLOCK`` tokens a call), ``partial_batch`` tokens
+of all models at a time (``partial``), or all at once (``full``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from paramgen.methods.rpg.network import RPGNetwork
 from paramgen.methods.rpg.window import WindowCarry, window_index
 from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
 from paramgen.training import Stage, StepContext
+
+
+# Tokens denoised per call in sequential mode: the memory of a block this size is a few MB
+# whatever the model's size, and the per-call overhead is shared by this many tokens.
+SEQUENTIAL_BLOCK = 32
 
 
 @register_method("rpg")
@@ -285,7 +291,7 @@ class RPG(Generator):
         """Generate tokens block by block: yields (models, first token, tokens [k, c, T]).
 
         A backbone that carries state (mamba, lstm, none) runs one block of token positions at
-        a time, so nothing of size L is ever held: sequential mode (one model, one token at a
+        a time, so nothing of size L is ever held: sequential mode (one model, a few tokens at a
         time) samples a model of any size in constant memory. The transformer has no state to
         carry; its prototypes for the whole sequence are computed first.
         """
@@ -305,10 +311,12 @@ class RPG(Generator):
         states = self._pick_states(n, state, torch.Generator().manual_seed(seed))
         noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
         L, T = self.tokenizer.num_tokens, self.tokenizer.token_size
-        # sequential: one model at a time, one token at a time; partial: all models together,
+        # sequential: one model at a time, a small block of tokens a call (one token a call
+        # spent most of its time in per-call overhead); partial: all models together,
         # about partial_batch tokens a block; full: everything in one block.
         groups = [[i] for i in range(n)] if mode == "sequential" else [list(range(n))]
-        width = {"sequential": 1, "partial": max(1, cfg.partial_batch // n), "full": L}[mode]
+        width = {"sequential": min(SEQUENTIAL_BLOCK, cfg.partial_batch),
+                 "partial": max(1, cfg.partial_batch // n), "full": L}[mode]
         backbone = net.backbone
         bar = tqdm(total=n * L, desc="rpg sample", disable=not progress, dynamic_ncols=True)
         for group in groups:
@@ -348,7 +356,7 @@ class RPG(Generator):
                return_tokens: bool = False) -> list[dict[str, Tensor]]:
         """Generate ``n`` state dicts.
 
-        ``mode``: sequential (one model and one token at a time: least memory), partial (about
+        ``mode``: sequential (one model and a few tokens at a time: least memory), partial (about
         ``partial_batch`` tokens at a time, default) or full (all tokens of all n models at once).
         ``sampler``/``steps``: ddpm (all timesteps) or ddim with ``steps`` steps.
         ``state``: the permutation state to use (default: drawn at random per model).
