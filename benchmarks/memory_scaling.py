@@ -126,11 +126,11 @@ def _checkpoints(target: int, n: int, seed: int) -> list[dict]:
         return [{k: v + 0.01 * torch.randn_like(v) for k, v in base.items()} for _ in range(n)]
 
 
-def _generator(method: str, preset: str, device: str):
+def _generator(method: str, preset: str, device: str, overrides: dict | None = None):
     from paramgen.methods import PDiff, RPG
 
     cls = RPG if method == "rpg" else PDiff
-    return cls(preset=preset, device=device)
+    return cls(preset=preset, device=device, **(overrides or {}))
 
 
 def _untrained(gen, ckpts) -> None:
@@ -189,7 +189,8 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
         if job["kind"] in ("train", "prepare"):
             ckpts = _checkpoints(job["params"], job["ckpts"], job["seed"])
             cap()
-            gen = _generator(job["method"], job["preset"], job["device"])
+            gen = _generator(job["method"], job["preset"], job["device"],
+                             job.get("rpg_set") if job["method"] == "rpg" else None)
             steps = 1 if job["method"] == "rpg" else 2
             if job["kind"] == "train":
                 exact = reset_peak()
@@ -402,6 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--modes", default="sequential,partial,full", help="RPG sampling modes")
     ap.add_argument("--rpg-preset", default="tiny")
     ap.add_argument("--pdiff-preset", default="paper")
+    ap.add_argument("--rpg-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="RPG config override, e.g. --rpg-set train_window=32 (repeatable)")
     ap.add_argument("--ckpts", type=int, default=4, help="random training checkpoints")
     ap.add_argument("--sample-steps", type=int, default=1, help="DDIM steps when sampling")
     ap.add_argument("--max-mb", type=float, default=6000,
