@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=None, metavar="DIR",
                         help="where training state is saved for resume (default: OUT/.train); "
                              "run the same command again to continue after an interruption")
+    parser.add_argument("--align", choices=["auto", "none"], default="auto",
+                        help="auto: test whether the checkpoints come from several runs or "
+                             "independently initialised task models and, if so, permute them "
+                             "into checkpoint 0's basin first (docs/align.md); none: train on "
+                             "them as they are (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -100,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     elif ckpts.conditions is not None:
         ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
                                                info=ckpts.info)
+    from paramgen.align.auto import prepare_for_training
+
+    ckpts, message = prepare_for_training(ckpts, args.align)
+    print(message)
     cls = METHODS[args.method]
     # No --preset: the generator picks (RPG: cpu, or cpu-tasks for a conditioned collection).
     gen = cls(preset=args.preset, **overrides)
