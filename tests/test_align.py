@@ -141,6 +141,7 @@ def test_activation_matching_recovers_a_permutation(traced):
     assert all(torch.equal(back[k], sd[k]) for k in sd)
 
 
+@pytest.mark.filterwarnings("ignore:The tensor attributes")
 def test_unsupported_layer_is_named():
     with pytest.raises(UnsupportedLayerError, match=r"layer rnn \(LSTM\).*lstm"):
         discover(WithLSTM(), torch.randn(2, 5, 4))

@@ -43,6 +43,7 @@ class PermutationSpec:
     sites: list[tuple[str, int, Factors]] = field(default_factory=list)
     program: Any = field(default=None, repr=False)
     batch: int = 0
+    model: Any = field(default=None, repr=False)
 
     def keys_of(self, group: str) -> list[str]:
         """State-dict keys with an axis permuted by `group`."""
@@ -54,6 +55,8 @@ class PermutationSpec:
         """Run the traced model with `state_dict` on `x`; the values of the `capture` nodes."""
         from torch.export.graph_signature import InputKind
 
+        if len(x) > self.batch and self.model is not None:
+            self._retrace(x)
         ep = self.program
         chunks: dict[str, list[Tensor]] = {n: [] for n in capture}
         for start in range(0, len(x), self.batch):
@@ -75,6 +78,18 @@ class PermutationSpec:
             for n, v in got.items():
                 chunks[n].append(v[:real])
         return {n: torch.cat(v) for n, v in chunks.items()}
+
+
+    def _retrace(self, x: Tensor) -> None:
+        """Trace again at the batch size of `x` (one call, not one per padded chunk) when the
+        new trace has the same graph values; otherwise keep chunking."""
+        try:
+            ep = torch.export.export(self.model, (x,), strict=False)
+        except Exception:  # the chunked path still works; the retrace is only for speed
+            return
+        old = {n.name for n in self.program.graph.nodes}
+        if old == {n.name for n in ep.graph.nodes}:
+            self.program, self.batch = ep, len(x)
 
 
 class _Capture(torch.fx.Interpreter):
@@ -163,7 +178,9 @@ def discover(model: nn.Module, example_input: Tensor) -> PermutationSpec:
             ctx.labels[node.name] = ctx.fresh(getattr(val, "shape", ()))
         else:
             raise UnsupportedLayerError(f"align: unexpected graph node {node.op} {node.name}")
-    return _build_spec(groups, entries, values, ep, int(example_input.shape[0]))
+    spec = _build_spec(groups, entries, values, ep, int(example_input.shape[0]))
+    spec.model = model
+    return spec
 
 
 def _build_spec(groups: AxisGroups, entries, values, ep, batch: int) -> PermutationSpec:
