@@ -86,8 +86,8 @@ def part_runs(args) -> None:
     print(f"{'collection':22s} {'align s':>7s} {'fit s':>6s} {'mean':>6s} {'best':>6s} "
           f"{'min':>6s} {'std':>5s} {'max IoU':>8s} {'copies':>6s}")
     print(f"{'checkpoints':22s} {'':>7s} {'':>6s} {statistics.mean(orig):6.2f} {max(orig):6.2f} "
-          f"{min(orig):6.2f} {statistics.pstdev(orig):5.2f}")
-    for method in ["none"] + args.methods:
+          f"{min(orig):6.2f} {statistics.pstdev(orig):5.2f}", flush=True)
+    for method in args.run_variants or ["none"] + args.methods:
         t0 = time.time()
         c = ckpts if method == "none" else align(ckpts, method=method)
         align_s = time.time() - t0
@@ -181,9 +181,10 @@ def part_grid(args) -> None:
     x_tr, _, x_te, y_te = load(args.data)
     in_shape = tuple(x_tr.shape[1:])
     model = make_model(args.arch, in_shape, 2, 0).eval()
-    variants = [tuple(v.split(":")) for v in args.variants] if args.variants else \
-        [("cold", "none")] + [("cold", m) for m in args.methods] + [("warm", "none")]
-    grids = {kind: make_grid(args, warm=kind == "warm") for kind in {k for k, _ in variants}}
+    variants = [(v.split(":") + ["1"])[:3] for v in args.variants] if args.variants else \
+        [("cold", "none", "1")] + [("cold", m, "1") for m in args.methods] + \
+        [("warm", "none", "1")]
+    grids = {kind: make_grid(args, warm=kind == "warm") for kind in {v[0] for v in variants}}
     if args.collect_only:
         return
     first = next(iter(grids.values()))
@@ -195,7 +196,7 @@ def part_grid(args) -> None:
           f"{args.samples} samples per unseen task; balanced accuracy (%)")
     print(f"{'grid':26s} {'ratio':>5s} {'align s':>7s} {'fit s':>6s} {'direct':>6s} "
           f"{'gen':>6s} {'gap':>6s} {'worst':>6s} {'<55%':>4s}")
-    for kind, method in variants:
+    for kind, method, rounds in variants:
         grid = grids[kind]
         keep = [i for i, t in enumerate(tasks) if t in set(seen)]
         train = grid.subset(keep)
@@ -204,7 +205,7 @@ def part_grid(args) -> None:
         t0 = time.time()
         if method != "none":
             train = align(train, None if args.arch != "conv1d" else model, method=method,
-                          spec=spec, inputs=x_tr[:512])
+                          spec=spec, inputs=x_tr[:512], rounds=int(rounds))
         align_s = time.time() - t0
         gen, fit_s = fit(train, args.preset, args.steps)
         direct, generated = [], []
@@ -216,7 +217,8 @@ def part_grid(args) -> None:
             sds = gen.sample(args.samples, condition=bits, seed=0)
             generated.append(statistics.mean(accuracies(sds, model, x_te, yb,
                                                         "balanced_accuracy")))
-        label = f"{kind}, " + ("unaligned" if method == "none" else f"aligned ({method})")
+        label = f"{kind}, " + ("unaligned" if method == "none" else f"aligned ({method}"
+                               + (f", {rounds} rounds)" if rounds != "1" else ")"))
         print(f"{label:26s} {ratio:5.2f} {align_s:7.1f} {fit_s:6.0f} "
               f"{statistics.mean(direct):6.1f} {statistics.mean(generated):6.1f} "
               f"{statistics.mean(direct) - statistics.mean(generated):6.2f} "
@@ -279,9 +281,29 @@ def part_barrier(args) -> None:
                   f"{100 * b['accuracy_barrier']:11.1f}", flush=True)
 
 
+# ----------------------------------------------------------------------------- distance test
+
+def part_detect(args) -> None:
+    print("\ndistance test (paramgen.align.basin_test): distance to checkpoint 0 after / before "
+          "weight matching, for checkpoints of other origins")
+    print(f"{'collection':48s} {'ckpts':>6s} {'pairs':>5s} {'median':>6s} {'min':>5s} "
+          f"{'max':>5s}  verdict")
+    for folder in args.ckpts:
+        ckpts = pg.CheckpointSet.load(folder)
+        if args.runs_of is not None:  # one run of a multi-run collection
+            ckpts = ckpts.subset([i for i, r in enumerate(ckpts.runs) if r == args.runs_of])
+        model = TinyConv1d() if ckpts.info.get("model") == "conv1d" else None
+        test = basin_test(ckpts, structure_for(ckpts, model))
+        verdict = "several basins" if test.several_basins else "one basin"
+        print(f"{folder[-48:]:48s} {len(ckpts):6d} {len(test.ratios):5d} {test.median:6.2f} "
+              f"{min(test.ratios):5.2f} {max(test.ratios):5.2f}  {verdict}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["runs", "grid", "cost", "barrier"])
+    ap.add_argument("part", choices=["runs", "grid", "cost", "barrier", "detect"])
+    ap.add_argument("--ckpts", nargs="+", default=[], help="detect: collections to test")
+    ap.add_argument("--runs-of", type=int, default=None, help="detect: only this run")
     ap.add_argument("--small", action="store_true", help="CI-sized run of the part")
     ap.add_argument("--workdir", default="runs/bench-align", help="cache of collections")
     ap.add_argument("--methods", nargs="+", default=["weights", "activations"],
@@ -292,6 +314,9 @@ def main() -> None:
     ap.add_argument("--arch", default=None, help="runs: mlp; grid: conv1d (not in the zoo)")
     ap.add_argument("--data", default=None, help="runs, grid: mnist1d")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--run-variants", nargs="+", default=None,
+                    choices=["none", "weights", "activations"],
+                    help="runs: which collections to fit (default: none + --methods)")
     ap.add_argument("-n", type=int, default=10, help="runs: checkpoints per run")
     ap.add_argument("--tasks", type=int, default=330, help="grid: tasks collected")
     ap.add_argument("--holdout", type=float, default=0.1, help="grid: unseen fraction")
@@ -301,7 +326,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512, help="grid: mini-batch size")
     ap.add_argument("--per-task", type=int, default=2, help="grid: checkpoints per task")
     ap.add_argument("--variants", nargs="+", default=None, metavar="GRID:METHOD",
-                    help="grid: which fits, e.g. cold:none cold:weights warm:none (default: "
+                    help="grid: which fits, e.g. cold:none cold:weights cold:weights:3 (3 rounds) "
+                         "warm:none (default: "
                          "cold unaligned, cold aligned by each --methods, warm unaligned)")
     ap.add_argument("--collect-only", action="store_true", help="grid: only make the grids")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2_000, 10_000, 100_000, 1_000_000])
@@ -318,8 +344,8 @@ def main() -> None:
         args.sizes, args.counts, args.pairs = [2_000], [4], [("mlp", "digits")]
         args.workdir = args.workdir + "-small"
     t0 = time.time()
-    {"runs": part_runs, "grid": part_grid, "cost": part_cost, "barrier": part_barrier}[
-        args.part](args)
+    {"runs": part_runs, "grid": part_grid, "cost": part_cost, "barrier": part_barrier,
+     "detect": part_detect}[args.part](args)
     print(f"\n({args.part}: {time.time() - t0:.0f} s on a shared 2-core machine, one thread)")
 
 
