@@ -267,3 +267,12 @@ def test_cli_align(tmp_path, two_runs, capsys):
     out = CheckpointSet.load(tmp_path / "out")
     assert out.info["aligned"]["method"] == "weights" and len(out) == 6
     assert main(["align", "--ckpts", str(tmp_path / "in"), "--out", str(tmp_path / "in")]) == 2
+
+
+def test_pg_align_is_callable_and_a_package(two_runs):
+    import paramgen
+    import paramgen.align
+
+    assert callable(paramgen.align) and hasattr(paramgen.align, "structure")
+    out = paramgen.align(two_runs, reference=1)
+    assert out.info["aligned"]["reference"] == 1

@@ -11,6 +11,9 @@ collection needs it (what `paramgen train --align auto` runs); barrier.py measur
 barrier between two models.
 """
 
+import sys
+import types
+
 from paramgen.align.api import align, structure_for
 from paramgen.align.auto import basin_test, prepare_for_training
 from paramgen.align.barrier import barrier
@@ -20,3 +23,18 @@ from paramgen.align.structure import PermutationSpec, UnsupportedLayerError, dis
 __all__ = ["PermutationSpec", "UnsupportedLayerError", "align", "apply_permutations",
            "barrier", "basin_test", "discover", "invert", "prepare_for_training",
            "random_permutations", "structure_for"]
+
+
+class _CallableModule(types.ModuleType):
+    """`pg.align(ckpts, ...)` and `pg.align.structure` both work: the package is callable.
+
+    `pg.align` names both this package and its main function. Importing the package binds the
+    attribute `paramgen.align` to the package (also after a lazy `paramgen/__init__.py` handed
+    out the function), so the package forwards calls to `align` and either binding works.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return align(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -97,7 +97,8 @@ def match(spec: PermutationSpec, reference: Mapping[str, Tensor], other: Mapping
 def align(ckpts: CheckpointSet, model: nn.Module | None = None,
           reference: int | Mapping[str, Tensor] | None = None, *, method: str = "weights",
           by: str = "auto", inputs: Tensor | None = None, example_input: Tensor | None = None,
-          spec: PermutationSpec | None = None, progress: bool = False) -> CheckpointSet:
+          spec: PermutationSpec | None = None, rounds: int = 1,
+          progress: bool = False) -> CheckpointSet:
     """A copy of `ckpts` with every checkpoint permuted into the basin of `reference`.
 
     model: an instance of the architecture (default: built from the collection's info, which
@@ -106,6 +107,9 @@ def align(ckpts: CheckpointSet, model: nn.Module | None = None,
         (activation matching on `inputs`, default the collection's training data).
     by: "run" (one permutation per run), "checkpoint" (one per checkpoint) or "auto" (per run
         when the collection has several runs, otherwise per checkpoint).
+    rounds: 1 matches everything to the reference; each further round matches every unit to
+        the mean of the collection aligned so far (the reference's own unit stays put), which
+        pulls the units towards one consensus inside the reference's basin.
     Conditions, runs, metrics and provenance are kept; info gains an "aligned" record.
     """
     if method not in METHODS:
@@ -138,22 +142,28 @@ def align(ckpts: CheckpointSet, model: nn.Module | None = None,
     units: dict[Any, list[int]] = {}
     for i in range(len(ckpts)):
         units.setdefault(runs[i] if per_run else i, []).append(i)
+    if rounds < 1:
+        raise ValueError(f"align: rounds must be >= 1, got {rounds}")
     aligned: list[dict[str, Tensor] | None] = [None] * len(ckpts)
     from tqdm.auto import tqdm
 
-    for members in tqdm(list(units.values()), desc="align", disable=not progress, leave=False):
-        sds = [ckpts[i] for i in members]
-        if ref_index is not None and ref_index in members:
-            perms = identity_permutations(spec)  # the reference's own basin: nothing to move
-        else:
-            target = sds[0] if len(sds) == 1 else _mean(sds)
-            perms = match(spec, ref_sd, target, method, inputs)
-        for i, sd in zip(members, sds):
-            aligned[i] = apply_permutations(sd, spec, perms)
+    target_sd: Mapping[str, Tensor] = ref_sd
+    for _ in range(rounds):
+        for members in tqdm(list(units.values()), desc="align", disable=not progress,
+                            leave=False):
+            sds = [ckpts[i] for i in members]
+            if ref_index is not None and ref_index in members:
+                perms = identity_permutations(spec)  # the reference's basin: nothing to move
+            else:
+                unit = sds[0] if len(sds) == 1 else _mean(sds)
+                perms = match(spec, target_sd, unit, method, inputs)
+            for i, sd in zip(members, sds):
+                aligned[i] = apply_permutations(sd, spec, perms)
+        target_sd = _mean(aligned)
     info = dict(ckpts.info)
     info["aligned"] = {"method": method, "by": "run" if per_run else "checkpoint",
                        "reference": ref_index if ref_index is not None else "state dict",
-                       "groups": len(spec.groups), "seconds": round(time.time() - t0, 2)}
+                       "groups": len(spec.groups), "rounds": rounds, "seconds": round(time.time() - t0, 2)}
     return CheckpointSet.from_state_dicts(
         aligned, conditions=ckpts.conditions, runs=runs,
         metrics=[ckpts.metrics(i) for i in range(len(ckpts))],
