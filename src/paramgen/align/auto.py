@@ -99,7 +99,8 @@ def prepare_for_training(ckpts: CheckpointSet, mode: str = "auto",
     t0 = time.time()
     try:
         spec = structure_for(ckpts, model)
-    except (UnsupportedLayerError, ValueError) as exc:
+    except (UnsupportedLayerError, ValueError, TypeError, KeyError) as exc:
+        # --align auto must never stop training: say why the collection is used as it is.
         return ckpts, f"align: skipped ({exc})"
     if not spec.groups:
         return ckpts, "align: skipped (the architecture has no permutable hidden units)"

@@ -67,7 +67,8 @@ def _norm_dim(d: int, ndim: int) -> int:
 
 def same(ctx: Context, node) -> Labels:
     """Elementwise (activations, dropout, softmax along any axis, copies): labels pass through."""
-    return list(ctx.of(node.args[0]))
+    labels = next((ctx.of(a) for a in node.args if ctx.of(a) is not None), None)
+    return list(labels) if labels is not None else ctx.fresh(_shape(node))
 
 
 def broadcast(ctx: Context, node) -> Labels:
