@@ -28,7 +28,7 @@ from paramgen.align.weights import match_weights
 from paramgen.checkpoints import CheckpointSet
 
 # Median distance ratio below which a collection is taken to span several basins.
-THRESHOLD = 0.9
+THRESHOLD = 0.95
 MODES = ("auto", "none")
 
 
