@@ -24,10 +24,12 @@ _LAZY = {
     "IGPG": "paramgen.methods.igpg", "IGPGConfig": "paramgen.methods.igpg",
     "register_method": "paramgen.methods.registry",
 }
-_SUBMODULES = ("data", "metrics", "zoo", "prompts", "training", "keys", "methods", "evaluation",
+# ``pg.align`` is the package, which is itself callable: ``pg.align(ckpts)``.
+_SUBMODULES = ("align", "data", "metrics", "zoo", "prompts", "training", "keys", "methods",
+               "evaluation",
                "diffusion", "tokenize", "io")
 
-__all__ = sorted(_LAZY) + ["data", "metrics", "zoo", "prompts"]
+__all__ = sorted(_LAZY) + ["align", "data", "metrics", "zoo", "prompts"]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ Data-parallel over N processes (CPU over gloo, or GPUs), unchanged:
 from __future__ import annotations
 
 import argparse
+import os
 import json
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="discard the saved training state in the workdir and train from "
                              "step 0 (without it, a run whose settings differ from the saved "
                              "one is refused, and the same run resumes)")
+    parser.add_argument("--align", choices=["auto", "none"], default="auto",
+                        help="auto: test whether the checkpoints come from several runs or "
+                             "independently initialised task models and, if so, permute them "
+                             "into checkpoint 0's basin first (docs/align.md); none: train on "
+                             "them as they are (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -126,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
     elif ckpts.conditions is not None:
         ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
                                                info=ckpts.info)
+    from paramgen.align.auto import prepare_for_training
+
+    ckpts, message = prepare_for_training(ckpts, args.align)
+    if message and os.environ.get("RANK", "0") == "0":  # one line, not one per process
+        print(message)
     cls = get_method(args.method)
     # No --preset: the generator picks (RPG: cpu, or cpu-tasks for a conditioned collection).
     gen = cls(preset=args.preset, **overrides)
