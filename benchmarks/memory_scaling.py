@@ -423,8 +423,11 @@ def main(argv: list[str] | None = None) -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from paramgen.commands.train import parse_overrides
+
     common = dict(ckpts=args.ckpts, seed=0, threads=args.threads, device=args.device,
-                  max_mb=args.max_mb, sample_steps=args.sample_steps)
+                  max_mb=args.max_mb, sample_steps=args.sample_steps,
+                  rpg_set=parse_overrides(args.rpg_set))
     print(f"device {args.device}, cap {args.max_mb:.0f} MB per measurement, {args.ckpts} random "
           f"checkpoints, DDIM {args.sample_steps} step(s), one fresh process per measurement\n",
           flush=True)
@@ -463,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     checks = acceptance(results)
     exact = all(r[p].get("exact_peak", True) for r in results for p in ("train", "sample")
                 if r[p] and "error" not in r[p])
-    notes = [f"device {args.device}; RPG preset {args.rpg_preset!r}, p-diff preset "
+    notes = [f"device {args.device}; RPG preset {args.rpg_preset!r} {common['rpg_set'] or ''}, p-diff preset "
              f"{args.pdiff_preset!r}; {args.ckpts} random checkpoints; DDIM {args.sample_steps} "
              f"sampling step(s); cap {args.max_mb:.0f} MB per measurement; {elapsed:.0f} s in all.",
              "train-step peak: RSS high-water during fit minus RSS before it. sample peak: RSS "

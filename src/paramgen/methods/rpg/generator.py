@@ -125,7 +125,10 @@ class RPG(Generator):
         torch.manual_seed(seed)
         part = self._select_keys(ckpts)
         tokenizer = Tokenizer.fit(part, cfg.token_size, cfg.tokenization)
-        tokens = torch.stack([tokenizer.tokenize(sd) for sd in part])        # [N, L, T]
+        # [N, L, T], filled in place: a stacked list would hold the collection twice
+        tokens = torch.empty(n, tokenizer.num_tokens, tokenizer.token_size)
+        for i, sd in enumerate(part):
+            tokens[i] = tokenizer.tokenize(sd)
         kind = self._state_kind_for(conditions is not None)
         self._state_kind = kind
         if kind == "checkpoint":
