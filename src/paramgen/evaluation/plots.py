@@ -100,13 +100,14 @@ def plot_novelty(report: EvalReport, path: str | os.PathLike) -> Path:
         pad = max(2.0, 0.5 * (hi - lo))
         for a in (ax, bx):
             a.set_ylim(max(0.0, lo - pad), min(100.0, hi + 0.3 * pad))
-    ax.set_xlabel("novelty (1 - max IoU of wrong predictions over the training checkpoints)")
+    ax.set_xlabel("novelty = 1 - max IoU of wrong predictions vs the checkpoints")
     ax.set_ylabel(f"{label} (%)")
     ax.set_xlim(-0.02, 1.02)
     ax.set_title(report.beat_line().split(" (")[0]
                  + (f"\n(task {report.task})" if report.task else ""), fontsize=9)
-    bx.set_xscale("symlog", linthresh=1e-4)
-    bx.set_xlabel("distance to the nearest training checkpoint (L2 / mean checkpoint norm)")
+    bx.set_xscale("symlog", linthresh=1e-4)  # linear near 0 so exact copies (0) still show
+    bx.set_xlim(left=0)
+    bx.set_xlabel("distance to the nearest checkpoint (L2 / mean checkpoint norm)")
     bx.set_ylabel(f"{label} (%)")
     bx.set_title("parameter space", fontsize=9)
     for a in (ax, bx):
