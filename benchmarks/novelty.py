@@ -135,6 +135,16 @@ def beat_originals(rep) -> list[bool]:
                  rep.original_summary["mean"], rep.beat_margin)
 
 
+def save_result(path: Path, key: str, name: str, res: dict) -> None:
+    """Merge one result into the cache file (another run of this script may share it)."""
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    cache.setdefault(key, {})[name] = res
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, indent=1))
+    tmp.replace(path)
+
+
 def row(name: str, r: dict, fit_s: float | None) -> str:
     fit = f"{fit_s:5.0f}" if fit_s is not None else "    -"
     return (f"{name:34s} {r['n']:3d} {r['beat']:4d} {100 * r['share']:6.0f}% {r['mean']:7.2f} "
@@ -152,6 +162,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="RPG fit steps (preset's default)")
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--only", nargs="*", default=None, help="settings to run (substrings)")
+    ap.add_argument("--skip", nargs="*", default=[], help="settings to leave out (substrings)")
     ap.add_argument("--cache", default="runs/novelty_bench.json")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -166,8 +177,14 @@ def main() -> None:
     noise_scales = [0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
 
     t0 = time.time()
-    sets = {"default": collection(args.runs, args.per_run, args.epochs, args.spread, args.seed,
-                                  data)}
+    folder = cache_path.parent / (f"novelty_collection_{args.runs}x{args.per_run}_{args.epochs}_"
+                                  f"{args.spread:g}_{args.seed}")
+    if (folder / "manifest.json").is_file():  # the collection takes minutes: keep it
+        sets = {"default": pg.CheckpointSet.load(folder)}
+    else:
+        sets = {"default": collection(args.runs, args.per_run, args.epochs, args.spread,
+                                      args.seed, data)}
+        sets["default"].save(folder)
     print(f"collection: {args.runs} runs x {args.per_run} checkpoints over {args.spread:g} "
           f"epochs ({time.time() - t0:.0f} s); LayerNorm MLP, "
           f"{sets['default'].num_params} parameters, mnist1d", flush=True)
@@ -175,6 +192,7 @@ def main() -> None:
         fresh = collection(3, args.per_run, args.epochs, args.spread, args.seed + 1000, data)
         results["new independent runs"] = {**score_samples(list(fresh), sets["default"], data,
                                                            noise_scales), "fit_s": None}
+        save_result(cache_path, key, "new independent runs", results["new independent runs"])
     gens: dict[str, object] = {}
     print(f"\n{'setting':34s} {'n':>3s} {'beat':>4s} {'share':>7s} {'mean':>7s} {'vs orig':>6s} "
           f"{'std':>5s} {'novelty':>7s} {'distance':>8s} {'fit s':>5s}")
@@ -185,7 +203,8 @@ def main() -> None:
     print(row("originals (vs the other ckpts)", ref, None), flush=True)
     print(row("new independent runs", first, None), flush=True)
     for name, s in SETTINGS.items():
-        if args.only and not any(o in name for o in args.only):
+        if (args.only and not any(o in name for o in args.only)) or \
+                any(o in name for o in args.skip):
             continue
         if name in results:
             print(row(name, results[name], results[name]["fit_s"]), flush=True)
@@ -214,8 +233,7 @@ def main() -> None:
         res = score_samples(samples, ckpts, data, noise_scales)
         res["fit_s"] = fit_s
         results[name] = res
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache_path.write_text(json.dumps(cache, indent=1))
+        save_result(cache_path, key, name, res)
         print(row(name, res, fit_s), flush=True)
     print("\nbeat = above the noise and mixture frontiers at its novelty and within 2 points of "
           "the originals' mean accuracy; novelty = 1 - max IoU of wrong test predictions over the "

@@ -175,7 +175,7 @@ class EvalReport:
                f"- metric: {self.metric} on {self.n_test} test examples",
                f"- {len(self.original_scores)} original checkpoints, "
                f"{len(self.generated_scores)} generated models",
-               f"- **{self.beat_line()}**", ""]
+               f"- **{self.beat_line()}**"]
         out += [f"- **{w}**" for w in self.warnings()]
         out += ["", "## Performance", "", self.table().markdown(), "",
                 "## Novelty against the baselines", "",
