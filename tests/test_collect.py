@@ -193,7 +193,7 @@ def test_grid_task_selection_errors(tmp_path: Path) -> None:
 
 def test_cli_collect_and_summary(tmp_path: Path, capsys) -> None:
     rc = main(["collect", "--arch", "mlp", "--hidden", "16", "--data", "digits", "-n", "3",
-               "--epochs", "1", "--out", str(tmp_path / "c"), "--no-progress"])
+               "--runs", "1", "--epochs", "1", "--out", str(tmp_path / "c"), "--no-progress"])
     assert rc == 0
     captured = capsys.readouterr()
     out = captured.out
@@ -232,7 +232,7 @@ def test_cli_survives_kill_9(tmp_path: Path) -> None:
     """A real crash: SIGKILL mid-collection, then the same command finishes the job."""
     out = tmp_path / "k"
     cmd = [sys.executable, "-m", "paramgen.cli", "collect", "--arch", "mlp", "--hidden", "16",
-           "-n", "40", "--epochs", "2", "--extra-steps", "400", "--out", str(out),
+           "-n", "40", "--runs", "1", "--epochs", "2", "--extra-steps", "400", "--out", str(out),
            "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90

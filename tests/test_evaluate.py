@@ -237,12 +237,13 @@ def test_evaluate_and_write_report(setup, tmp_path):
     assert all(0 <= s <= 1 for s in report.original_similarity + report.generated_similarity)
     assert report.lmc["a"].startswith("original #")
     assert report.lmc["b"] in ("sample_000", "sample_001")
-    for name in ("similarity.png", "pca.png", "lmc.png"):
+    for name in ("novelty.png", "pca.png", "lmc.png"):
         data = (tmp_path / "rep" / name).read_bytes()
         assert len(data) > 1000 and data.startswith(PNG_MAGIC)
     md = (tmp_path / "rep" / "report.md").read_text()
-    for section in ("## Performance", "## Similarity", "## Noise-added baseline",
-                    "## Linear mode connectivity", "## PCA", "similarity.png"):
+    for section in ("## Performance", "## Novelty against the baselines", "## Similarity",
+                    "noise-added originals", "mixtures of two originals",
+                    "## Linear mode connectivity", "## PCA", "novelty.png", "beat the noise"):
         assert section in md
     js = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert js["generated"]["summary"]["best"] == pytest.approx(max(report.generated_scores))
@@ -338,7 +339,8 @@ def test_cli_eval_writes_report(collection, capsys):
     assert "mean max-similarity" in out and "noise scale" in out and "epoch-1 (%)" in out
     rep = collection / "samples" / "report"
     assert f"report: {rep / 'report.md'}" in out
-    assert (rep / "similarity.png").read_bytes().startswith(PNG_MAGIC)
+    assert (rep / "novelty.png").read_bytes().startswith(PNG_MAGIC)
+    assert "generated models beat the noise and mixture baselines" in out
     names, sds = load_samples(collection / "samples")
     assert names == ["s0.safetensors", "s1.safetensors"] and len(sds) == 2
 
@@ -351,6 +353,8 @@ def test_cli_eval_bad_inputs(collection, capsys):
     (collection / "empty").mkdir()
     assert cli.main(["eval", "--samples", str(collection / "empty"), "--ckpts", ck]) == 2
     assert "no .safetensors" in capsys.readouterr().err
+
+    # A folder where no file fits the checkpoints is refused, naming the file, key and shape.
 
     sd = load_file(str(collection / "samples" / "s0.safetensors"))
     sd["net.0.weight"] = torch.zeros(8, 3)

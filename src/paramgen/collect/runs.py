@@ -95,6 +95,7 @@ class _Plan:
 
 def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int = 1,
             epochs: int | None = None, extra_steps: int | None = None,
+            spread: float | None = None,
             trainable: str | Sequence[str] = "all", lr: float | None = None,
             finetune_lr: float | None = None, batch_size: int | None = None, seed: int = 0,
             task: str | None = None, progress: bool = True, data_root: str | None = None,
@@ -107,7 +108,8 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
     `extra_steps` more steps at the constant `finetune_lr` (default 0.3 lr) updating only the
     `trainable` parameters, saving a checkpoint every `extra_steps / n` steps with its test metric.
     `extra_steps` defaults to max(n, one epoch) so the continuation is at least one epoch, as in
-    RPG. `task` (bit string) trains the binary relabelling instead (balanced accuracy, balanced
+    RPG; `spread` sets it in epochs instead (e.g. 5: checkpoints spread over five epochs of
+    continued training, which differ far more than those of one epoch). `task` (bit string) trains the binary relabelling instead (balanced accuracy, balanced
     class weights, condition = the bits). `callback(event)` is called after each checkpoint.
 
     Re-running with the same arguments resumes: finished runs and checkpoints are kept, a run in
@@ -133,6 +135,12 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
     dev = resolve_device(device)
     x_tr, y_tr, x_te, y_te, in_shape, n_cls, bits = _load_data(data, data_root, task, allow_pickle)
     steps_per_epoch = max(1, math.ceil(len(x_tr) / batch_size))
+    if spread is not None:
+        if extra_steps is not None:
+            raise ValueError("give extra_steps or spread (the continuation in epochs), not both")
+        if not (isinstance(spread, (int, float)) and math.isfinite(spread) and spread > 0):
+            raise ValueError(f"spread={spread!r}: expected a number of epochs > 0")
+        extra_steps = max(n, round(spread * steps_per_epoch))
     extra_steps = max(n, steps_per_epoch) if extra_steps is None else int(extra_steps)
     if extra_steps < n:
         raise ValueError(f"extra_steps={extra_steps} is less than n={n}: at most one checkpoint "

@@ -12,8 +12,9 @@ HELP = "train a model and save checkpoints along the way (single task, runs, tas
 
 _EPILOG = """\
 examples:
-  paramgen collect --arch cnn-s --data digits -n 50 --out runs/cnns
-      train cnn-s on digits to convergence, then save 50 checkpoints over one more epoch
+  paramgen collect --arch cnn-s --data digits --out runs/cnns
+      5 runs of cnn-s on digits, each trained to convergence, then 10 checkpoints each spread
+      over 5 more epochs: 50 checkpoints that differ (one run over one epoch gives near copies)
   paramgen collect --arch resnet-mini --data digits -n 200 --trainable last-norm-2 --out runs/bn
       p-diff style: after convergence only the last two normalization layers keep training
   paramgen collect --arch mlp --data digits --tasks all --per-task 3 --out runs/grid
@@ -39,12 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True,
                         help="output folder (a CheckpointSet: manifest.json + .safetensors files); "
                              "an existing one made with the same settings is resumed")
-    parser.add_argument("-n", "--num", type=int, default=50,
+    parser.add_argument("-n", "--num", type=int, default=10,
                         help="checkpoints saved per run, spread uniformly over the continuation "
-                             "after convergence (default: %(default)s, as in RPG)")
-    parser.add_argument("--runs", type=int, default=1,
+                             "after convergence (default: %(default)s; x 5 runs = 50, as in RPG)")
+    parser.add_argument("--runs", type=int, default=5,
                         help="independent runs with seeds seed, seed+1, ...; each gives n "
-                             "checkpoints (default: %(default)s)")
+                             "checkpoints (default: %(default)s: a collection of one run is "
+                             "one model, its checkpoints near copies of each other)")
+    parser.add_argument("--spread", type=float, default=5.0, metavar="EPOCHS",
+                        help="length of the continuation in epochs, over which each run's n "
+                             "checkpoints are spread (default: %(default)g; ignored when "
+                             "--extra-steps is given)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs before the continuation (default per dataset: "
                              "digits 40, mnist1d 60, cifar10 15). With --tasks: optimizer steps "
@@ -158,7 +164,9 @@ def _collect(args: argparse.Namespace, arch: str, hidden: list[int] | None, prog
                              batch_size=args.batch_size, progress=progress,
                              data_root=args.data_root, allow_pickle=args.allow_pickle)
     return collect(arch, args.data, args.out, n=args.num, runs=args.runs, epochs=args.epochs,
-                   extra_steps=args.extra_steps, trainable=args.trainable, lr=args.lr,
+                   extra_steps=args.extra_steps,
+                   spread=None if args.extra_steps is not None else args.spread,
+                   trainable=args.trainable, lr=args.lr,
                    finetune_lr=args.finetune_lr, batch_size=args.batch_size, seed=args.seed,
                    task=args.task, progress=progress, data_root=args.data_root,
                    allow_pickle=args.allow_pickle, device=args.device,

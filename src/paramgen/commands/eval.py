@@ -10,7 +10,8 @@ HELP = "evaluate sampled models against the training checkpoints and write a rep
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from paramgen.evaluation.analysis import DEFAULT_NOISE_SCALES
+    from paramgen.evaluation.baselines import (DEFAULT_MIX_ALPHAS, DEFAULT_MIX_PAIRS,
+                                               DEFAULT_NOISE_SCALES)
 
     parser.add_argument("--samples", required=True, metavar="DIR",
                         help="folder of sampled models, one .safetensors state dict per model")
@@ -34,6 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-per-scale", metavar="N", type=int, default=10,
                         help="noise-added copies per scale, from evenly spaced originals "
                              "(default: 10; 0 = one per original)")
+    parser.add_argument("--mix-alphas", metavar="A", type=float, nargs="*",
+                        default=list(DEFAULT_MIX_ALPHAS),
+                        help="weights of the mixture baseline, (1 - A) a + A b for pairs of "
+                             "checkpoints a, b; give none to skip it "
+                             f"(default: {' '.join(f'{a:g}' for a in DEFAULT_MIX_ALPHAS)})")
+    parser.add_argument("--mix-pairs", metavar="N", type=int, default=DEFAULT_MIX_PAIRS,
+                        help="checkpoint pairs of the mixture baseline, half within a run and "
+                             "half across runs when the collection has several "
+                             "(default: %(default)s)")
     parser.add_argument("--finetune-epochs", metavar="K", type=int, default=0,
                         help="also fine-tune the best generated model and a random "
                              "initialisation for K epochs and report the test metric per epoch "
@@ -48,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from paramgen.evaluation.finetune import finetune_curves
-    from paramgen.evaluation.report import evaluate, write_report
+    from paramgen.evaluation.pipeline import evaluate
+    from paramgen.evaluation.report import write_report
 
     samples, ckpts = Path(args.samples), Path(args.ckpts)
     for what, path in (("samples", samples), ("checkpoint", ckpts)):
@@ -60,14 +71,18 @@ def run(args: argparse.Namespace) -> int:
     if any(not math.isfinite(s) or s < 0 for s in args.noise_scales):
         raise ValueError(f"--noise-scales {args.noise_scales}: every scale must be a finite "
                          "number >= 0")
+    if any(not math.isfinite(a) or not 0 <= a <= 1 for a in args.mix_alphas):
+        raise ValueError(f"--mix-alphas {args.mix_alphas}: every weight must be in [0, 1]")
+    if args.mix_pairs < 0:
+        raise ValueError(f"--mix-pairs {args.mix_pairs}: expected >= 0")
     if args.finetune_epochs < 0:
         raise ValueError(f"--finetune-epochs {args.finetune_epochs}: expected >= 0")
     out = Path(args.out) if args.out else samples / "report"
 
     report = evaluate(samples, ckpts, data=args.data, task=args.task,
                       noise_scales=args.noise_scales, noise_per_scale=args.noise_per_scale or None,
-                      seed=args.seed)
-    if args.finetune_epochs:
+                      mix_alphas=args.mix_alphas, mix_pairs=args.mix_pairs, seed=args.seed)
+    if args.finetune_epochs and report.generated_scores:
         from safetensors.torch import load_file
 
         best = max(range(len(report.generated_scores)), key=report.generated_scores.__getitem__)
@@ -83,12 +98,16 @@ def run(args: argparse.Namespace) -> int:
     sims = report.similarity_table()
     print(f"mean max-similarity: original {sims.rows[0][1]}, generated {sims.rows[1][1]} "
           "(IoU of wrong predictions; lower = more novel)")
-    if report.nonfinite:
-        print(f"warning: {len(report.nonfinite)} generated model(s) hold NaN/inf values: "
-              + ", ".join(report.nonfinite))
-    if report.noise is not None:
-        print()
-        print(report.noise.table(report.metric).text())
+    for warning in report.warnings():
+        print(f"warning: {warning}")
+    for base in (report.noise, report.mixture):
+        if base is not None and base.scores:
+            print()
+            print(base.table(report.metric).text())
+    print()
+    print(report.novelty_table().text())
+    print()
+    print(report.beat_line())
     if report.finetune is not None:
         print()
         print(report.finetune.table().text())

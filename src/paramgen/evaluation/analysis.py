@@ -1,25 +1,14 @@
-"""Parameter-space analyses: noise-added baselines, linear mode connectivity and PCA."""
+"""Parameter-space analyses: noise, interpolation, linear mode connectivity and PCA."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from paramgen.evaluation.core import StateDict, predict_one, predictions, score, load_into
-from paramgen.evaluation.similarity import max_similarity, wrong_mask
-from paramgen.evaluation.tables import Table, num, pct, summary
-
-# Relative noise scales (noise std = scale × the tensor's own std). 0.01 leaves a trained small
-# network's predictions practically unchanged (similarity ≈ 1); around 0.1-0.3 mistakes start to
-# diverge; at 1.0 the noise is as large as the weights themselves and most networks are broken
-# (robust ones, e.g. binary tasks, only at 2.0). The range therefore traces the whole
-# accuracy-vs-similarity trade-off the generated models are compared against (p-diff Fig. 4,
-# RPG Fig. 9).
-DEFAULT_NOISE_SCALES = (0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+from paramgen.evaluation.core import StateDict, load_into, predict_one, score
 
 
 def add_noise(sd: StateDict, scale: float, generator: torch.Generator | None = None,
@@ -48,68 +37,6 @@ def add_noise(sd: StateDict, scale: float, generator: torch.Generator | None = N
         noise = torch.randn(v.shape, generator=generator, dtype=torch.float64) * (scale * spread)
         out[k] = (ref + noise).to(v.dtype)
     return out
-
-
-@dataclass
-class NoiseBaseline:
-    """Metric and max similarity of noise-added copies of the originals, per noise scale."""
-
-    scales: list[float]
-    scores: list[list[float]]          # [scale][copy]
-    similarities: list[list[float]]    # [scale][copy]: max IoU over all originals
-    sources: list[int] = field(default_factory=list)  # index of the original each copy came from
-
-    def table(self, metric: str = "accuracy") -> Table:
-        """One row per scale: mean and range of the metric and of the max similarity."""
-        rows = []
-        for s, sc, si in zip(self.scales, self.scores, self.similarities):
-            a, b = summary(sc), summary(si)
-            rows.append([f"{s:g}", str(len(sc)), pct(a["mean"]), pct(a["min"]), pct(a["best"]),
-                         num(b["mean"]), num(b["min"]), num(b["best"])])
-        label = metric.replace("_", " ")
-        return Table(headers=["noise scale", "n", f"mean {label} (%)", "min (%)", "max (%)",
-                              "mean max-sim", "min", "max"], rows=rows,
-                     title="noise-added originals (noise std = scale x per-tensor std)")
-
-    def to_dict(self) -> dict:
-        return {"scales": self.scales, "scores": self.scores, "similarities": self.similarities,
-                "sources": self.sources}
-
-
-def noise_baseline(originals: Sequence[StateDict], model: nn.Module, x: Tensor, y: Tensor,
-                   scales: Sequence[float] = DEFAULT_NOISE_SCALES, metric: str = "accuracy",
-                   per_scale: int | None = 10, seed: int = 0,
-                   original_preds: Tensor | None = None, batch_size: int = 1024
-                   ) -> NoiseBaseline:
-    """Noise-added copies of the originals at each scale → their metric and max similarity.
-
-    The similarity of a noisy copy is its max IoU over *all* originals, its own source included:
-    the question is how far noise alone moves a model from the training set, so scale 0 gives
-    exactly 1. `per_scale` caps the copies per scale (evenly spaced originals) so evaluating a
-    collection of hundreds of checkpoints stays cheap; None uses every original. Only the model's
-    parameters get noise (buffers such as BatchNorm statistics are kept).
-    """
-    if not originals:
-        raise ValueError("noise baseline: no original checkpoints to add noise to")
-    n = len(originals)
-    count = n if per_scale is None else max(1, min(per_scale, n))
-    sources = sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(count)})
-    if original_preds is None:
-        original_preds = predictions(originals, model, x, batch_size)
-    wrong_refs = wrong_mask(original_preds, y)
-    param_keys = {k for k, _ in model.named_parameters()}
-    gen = torch.Generator().manual_seed(seed)
-    all_scores, all_sims = [], []
-    for s in scales:
-        noisy_preds = []
-        for i in sources:
-            load_into(model, add_noise(originals[i], float(s), gen, keys=param_keys),
-                      f"original #{i} + noise {s:g}")
-            noisy_preds.append(predict_one(model, x, batch_size))
-        p = torch.stack(noisy_preds)
-        all_scores.append([float(v) for v in score(p, y, metric)])
-        all_sims.append(max_similarity(wrong_mask(p, y), wrong_refs))
-    return NoiseBaseline([float(s) for s in scales], all_scores, all_sims, list(sources))
 
 
 def interpolate(sd_a: StateDict, sd_b: StateDict, alpha: float) -> dict[str, Tensor]:

@@ -163,6 +163,46 @@ def load_samples(folder: str | os.PathLike) -> tuple[list[str], list[dict[str, T
     return [f.name for f in files], sds
 
 
+def scan_samples(folder: str | os.PathLike, reference: StateDict,
+                 reference_name: str = "checkpoints"
+                 ) -> tuple[list[str], list[dict[str, Tensor]], dict[str, str]]:
+    """The generated models in `folder`: file names, state dicts, and the files left out.
+
+    A samples folder can hold leftovers (an older run's files, a model of another network): only
+    files that load into the reference's exact keys and shapes are evaluated as generated
+    models. Every other `.safetensors` file is named in the returned {file name: reason} and
+    skipped, so it can neither pass as a sample nor go unnoticed. A folder where no file fits is
+    refused with the first file's reason.
+    """
+    path = Path(folder)
+    if not path.exists():
+        raise FileNotFoundError(f"samples folder {path} does not exist")
+    if not path.is_dir():
+        raise ValueError(f"samples path {path} is not a folder of .safetensors files")
+    files = sorted(p for p in path.glob("*.safetensors") if p.is_file())
+    if not files:
+        raise ValueError(f"samples folder {path} holds no .safetensors files")
+    names, sds, skipped = [], [], {}
+    for f in files:
+        try:
+            sd = load_file(str(f))
+        except Exception as exc:  # safetensors raises its own error types for torn/foreign files
+            skipped[f.name] = f"cannot read as safetensors: {exc}"
+            continue
+        try:
+            check_compatible([sd], reference, [str(f)], reference_name)
+        except ValueError as exc:
+            skipped[f.name] = str(exc)
+            continue
+        names.append(f.name)
+        sds.append(sd)
+    if not sds:
+        first = next(iter(skipped))
+        raise ValueError(f"samples folder {path}: no file fits the {reference_name} "
+                         f"({len(skipped)} skipped); {skipped[first]}")
+    return names, sds, skipped
+
+
 def check_compatible(state_dicts: Sequence[StateDict], reference: StateDict,
                      names: Sequence[str] | None = None, reference_name: str = "checkpoints"
                      ) -> None:

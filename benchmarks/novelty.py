@@ -1,0 +1,244 @@
+"""What moves RPG's samples past the noise and mixture baselines (Zeng et al. 2026)?
+
+A diverse collection of a model outside the zoo: a LayerNorm MLP on mnist1d (as in
+rpg_parity.py), R independent runs, each trained to convergence with a plain loop and then
+continued for E epochs with K checkpoints spread over them. RPG is fitted with several settings
+through the public API (`pg.RPG(preset=..., **overrides)`, fit, sample), and every setting's
+samples are scored by `paramgen.evaluate.evaluate`: the share that beats both baselines (above
+the noise and mixture frontiers at their novelty, within 2 points of the originals' mean), the
+mean accuracy, novelty and distance to the nearest checkpoint.
+
+Two reference rows frame the numbers: the originals themselves (novelty against the *other*
+checkpoints) and checkpoints of new independent runs (what a generator producing genuinely new
+trained networks would score).
+
+    python benchmarks/novelty.py                         # every setting below, ~25 min, 1 thread
+    python benchmarks/novelty.py --only run-state --samples 10
+    python benchmarks/novelty.py --pdiff                 # p-diff with and without the latent fix
+
+Results are cached per setting in --cache (JSON), so an interrupted run continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import paramgen as pg
+from paramgen.data import load
+from paramgen.evaluate import evaluate
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rpg_parity import LayerNormMLP  # noqa: E402  (the same model as the parity benchmark)
+
+
+def train_run(seed: int, epochs: int, spread: float, per_run: int, data) -> list[dict]:
+    """One run: `epochs` epochs at lr 3e-3, then `spread` epochs at 1e-3 with `per_run`
+    checkpoints spread uniformly over them."""
+    x_tr, y_tr = data[0], data[1]
+    torch.manual_seed(seed)
+    model = LayerNormMLP()
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x_tr)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx]).backward()
+            opt.step()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    steps_per_epoch = len(torch.randperm(len(x_tr)).split(64))
+    total = max(per_run, round(spread * steps_per_epoch))
+    save_at = {round((j + 1) * total / per_run) for j in range(per_run)}
+    sds, step = [], 0
+    while step < total:
+        for idx in torch.randperm(len(x_tr)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx]).backward()
+            opt.step()
+            step += 1
+            if step in save_at:
+                sds.append({k: v.clone() for k, v in model.state_dict().items()})
+            if step >= total:
+                break
+    return sds
+
+
+def collection(runs: int, per_run: int, epochs: int, spread: float, seed: int, data):
+    sds, run_ids = [], []
+    for r in range(runs):
+        got = train_run(seed + r, epochs, spread, per_run, data)
+        sds += got
+        run_ids += [r] * len(got)
+    return pg.CheckpointSet.from_state_dicts(sds, runs=run_ids)
+
+
+# A setting: RPG config overrides, fit steps, sampling options, collection (default / "more").
+SETTINGS: dict[str, dict] = {
+    "checkpoint-state (cpu default)": dict(fit={}, sample={}),
+    "checkpoint-state, ddpm": dict(fit={}, sample={"sampler": "ddpm"}, reuse="checkpoint-state (cpu default)"),
+    "run-state": dict(fit={"permutation_state": "run"}, sample={}),
+    "run-state, ddpm": dict(fit={"permutation_state": "run"}, sample={"sampler": "ddpm"},
+                            reuse="run-state"),
+    "run-state, temperature 1.5": dict(fit={"permutation_state": "run"}, sample={},
+                                       temperature=1.5, reuse="run-state"),
+    "no state": dict(fit={"permutation_state": "none"}, sample={}),
+    "no state, ddpm": dict(fit={"permutation_state": "none"}, sample={"sampler": "ddpm"},
+                           reuse="no state"),
+    "epsilon objective, run-state": dict(fit={"permutation_state": "run",
+                                              "prediction": "epsilon",
+                                              "prototype_skip": False}, sample={}),
+    "run-state, 3x checkpoints": dict(fit={"permutation_state": "run"}, sample={},
+                                      collection="more"),
+}
+
+
+def with_temperature(temperature: float):
+    """Scale the sampler's starting noise (benchmark-only patch of paramgen.methods.rpg)."""
+    import paramgen.methods.rpg as rpg_module
+
+    original = rpg_module.run_sampler
+
+    def patched(model_fn, noise, *args, **kwargs):
+        return original(model_fn, noise * temperature, *args, **kwargs)
+
+    rpg_module.run_sampler = patched
+    return lambda: setattr(rpg_module, "run_sampler", original)
+
+
+def score_samples(samples, ckpts, data, noise_scales) -> dict:
+    rep = evaluate(samples, ckpts, data=(data[2], data[3]), model=LayerNormMLP(),
+                   noise_scales=noise_scales, plots=False)
+    won = rep.beats_both
+    return {"n": len(rep.generated_scores), "beat": sum(won),
+            "share": sum(won) / max(1, len(won)),
+            "mean": 100 * statistics.mean(rep.generated_scores),
+            "std": 100 * statistics.pstdev(rep.generated_scores),
+            "novelty": statistics.mean(rep.generated_novelty),
+            "distance": statistics.mean(rep.generated_distance),
+            "orig_mean": 100 * rep.original_summary["mean"],
+            "orig_novelty": statistics.mean(v for v in rep.original_novelty if v == v),
+            "orig_beat": sum(beat_originals(rep)), "orig_n": len(rep.original_scores),
+            "orig_distance": statistics.mean(rep.original_distance)}
+
+
+def beat_originals(rep) -> list[bool]:
+    """The originals judged like generated models, each against the *other* checkpoints."""
+    from paramgen.evaluation.novelty import beats
+
+    return beats(rep.original_novelty, rep.original_scores, rep.frontiers,
+                 rep.original_summary["mean"], rep.beat_margin)
+
+
+def save_result(path: Path, key: str, name: str, res: dict) -> None:
+    """Merge one result into the cache file (another run of this script may share it)."""
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    cache.setdefault(key, {})[name] = res
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, indent=1))
+    tmp.replace(path)
+
+
+def row(name: str, r: dict, fit_s: float | None) -> str:
+    fit = f"{fit_s:5.0f}" if fit_s is not None else "    -"
+    return (f"{name:34s} {r['n']:3d} {r['beat']:4d} {100 * r['share']:6.0f}% {r['mean']:7.2f} "
+            f"{r['mean'] - r['orig_mean']:+6.2f} {r['std']:5.2f} {r['novelty']:7.3f} "
+            f"{r['distance']:8.4f} {fit}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--per-run", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=60, help="convergence epochs per run")
+    ap.add_argument("--spread", type=float, default=5.0, help="epochs the checkpoints span")
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--steps", type=int, default=None, help="RPG fit steps (preset's default)")
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--only", nargs="*", default=None, help="settings to run (substrings)")
+    ap.add_argument("--skip", nargs="*", default=[], help="settings to leave out (substrings)")
+    ap.add_argument("--cache", default="runs/novelty_bench.json")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    data = load("mnist1d")
+    cache_path = Path(args.cache)
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    key = f"{args.runs}x{args.per_run}/{args.epochs}/{args.spread}/{args.preset}/{args.steps}/" \
+          f"{args.samples}/{args.seed}"
+    results = cache.setdefault(key, {})
+    noise_scales = [0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
+
+    t0 = time.time()
+    folder = cache_path.parent / (f"novelty_collection_{args.runs}x{args.per_run}_{args.epochs}_"
+                                  f"{args.spread:g}_{args.seed}")
+    if (folder / "manifest.json").is_file():  # the collection takes minutes: keep it
+        sets = {"default": pg.CheckpointSet.load(folder)}
+    else:
+        sets = {"default": collection(args.runs, args.per_run, args.epochs, args.spread,
+                                      args.seed, data)}
+        sets["default"].save(folder)
+    print(f"collection: {args.runs} runs x {args.per_run} checkpoints over {args.spread:g} "
+          f"epochs ({time.time() - t0:.0f} s); LayerNorm MLP, "
+          f"{sets['default'].num_params} parameters, mnist1d", flush=True)
+    if "new independent runs" not in results:
+        fresh = collection(3, args.per_run, args.epochs, args.spread, args.seed + 1000, data)
+        results["new independent runs"] = {**score_samples(list(fresh), sets["default"], data,
+                                                           noise_scales), "fit_s": None}
+        save_result(cache_path, key, "new independent runs", results["new independent runs"])
+    gens: dict[str, object] = {}
+    print(f"\n{'setting':34s} {'n':>3s} {'beat':>4s} {'share':>7s} {'mean':>7s} {'vs orig':>6s} "
+          f"{'std':>5s} {'novelty':>7s} {'distance':>8s} {'fit s':>5s}")
+    first = results["new independent runs"]
+    ref = dict(first, n=first["orig_n"], beat=first["orig_beat"],
+               share=first["orig_beat"] / first["orig_n"], mean=first["orig_mean"],
+               std=0.0, novelty=first["orig_novelty"], distance=first["orig_distance"])
+    print(row("originals (vs the other ckpts)", ref, None), flush=True)
+    print(row("new independent runs", first, None), flush=True)
+    for name, s in SETTINGS.items():
+        if (args.only and not any(o in name for o in args.only)) or \
+                any(o in name for o in args.skip):
+            continue
+        if name in results:
+            print(row(name, results[name], results[name]["fit_s"]), flush=True)
+            continue
+        which = s.get("collection", "default")
+        if which not in sets:
+            sets[which] = collection(args.runs, 3 * args.per_run, args.epochs, args.spread,
+                                     args.seed, data)
+        ckpts = sets[which]
+        base = s.get("reuse")
+        fit_s = None
+        if base and base in gens:
+            gen = gens[base]
+        else:
+            gen = pg.RPG(preset=args.preset, **s["fit"])
+            t = time.time()
+            gen.fit(ckpts, steps=args.steps, seed=args.seed, progress=False)
+            fit_s = time.time() - t
+            gens[name] = gen
+        restore = with_temperature(s["temperature"]) if "temperature" in s else None
+        try:
+            samples = gen.sample(args.samples, seed=args.seed, **s["sample"])
+        finally:
+            if restore:
+                restore()
+        res = score_samples(samples, ckpts, data, noise_scales)
+        res["fit_s"] = fit_s
+        results[name] = res
+        save_result(cache_path, key, name, res)
+        print(row(name, res, fit_s), flush=True)
+    print("\nbeat = above the noise and mixture frontiers at its novelty and within 2 points of "
+          "the originals' mean accuracy; novelty = 1 - max IoU of wrong test predictions over the "
+          "training checkpoints; distance = L2 to the nearest checkpoint / mean checkpoint norm.")
+
+
+if __name__ == "__main__":
+    main()
