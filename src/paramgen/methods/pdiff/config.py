@@ -32,6 +32,10 @@ class PDiffConfig(SharedSettings):
     norm: str = setting("instance")                 # instance | none
     input_noise: float = setting(1e-3)              # sigma_v
     latent_noise: float = setting(1e-1)             # sigma_z
+    # The collapse fix (docs/pdiff.md): standardise every parameter coordinate across the
+    # collection, and read sigma_z relative to the latents' spread. Both off is p-diff as printed.
+    standardize_coordinates: bool = setting(True)
+    relative_latent_noise: bool = setting(True)
     # latent diffusion
     denoiser_channels: tuple[int, ...] = setting((1, 32, 64))
     denoiser_kernel_size: int = setting(3)

@@ -107,6 +107,12 @@ class PDiff(Generator):
         tokenizer = Tokenizer.fit(part, token_size=max(values, 1), mode="flat")
         data = torch.stack([tokenizer.flatten(sd) for sd in part])      # [N, d]
         self._build(tokenizer)
+        if cfg.standardize_coordinates and len(data) > 1:
+            mean, std = data.mean(0), data.std(0)
+            std = torch.where(std > 1e-12, std, torch.ones_like(std))
+            self.network.coord_mean.copy_(mean)
+            self.network.coord_std.copy_(std)
+            data = (data - mean) / std
         self._train = dict(data=data.to(engine.device), ae_steps=ae_total, ddpm_steps=ddpm_total,
                            latents=None)
         try:
@@ -143,7 +149,8 @@ class PDiff(Generator):
             batch = ctx.batch(n, cfg.ae_batch_size).to(ctx.device)
             v = data[batch]
             with ctx.autocast():
-                recon = net.autoencoder(v, cfg.input_noise, cfg.latent_noise, generator=ctx.noise)
+                recon = net.autoencoder(v, cfg.input_noise, cfg.latent_noise, generator=ctx.noise,
+                                        relative=cfg.relative_latent_noise)
             return ((recon.float() - v) ** 2).mean()
         if self._train["latents"] is None:  # resumed inside the DDPM stage
             self._train["latents"] = self._latents(data)
@@ -218,7 +225,9 @@ class PDiff(Generator):
         with tqdm(total=z.shape[0], desc="pdiff decode", disable=not progress,
                   dynamic_ncols=True) as bar:
             for i in range(0, z.shape[0], batch):
-                vectors = ae.decode(z[i:i + batch].to(device)).float().cpu()
+                vectors = ae.decode(z[i:i + batch].to(device)).float()
+                net = self.network
+                vectors = (vectors * net.coord_std + net.coord_mean).cpu()
                 check_finite(vectors, "p-diff decoding")
                 out += [self._assemble_vector(vec) for vec in vectors]
                 bar.update(vectors.shape[0])
@@ -258,6 +267,7 @@ class PDiff(Generator):
         self._require_fitted()
         v = torch.stack([self.tokenizer.flatten({k: sd[k] for k in self.generated_keys})
                          for sd in sds]).to(self.device)
+        v = (v - self.network.coord_mean) / self.network.coord_std
         return self.decode(self.network.autoencoder.eval().encode(v))
 
     # ------------------------------------------------------------------ files
@@ -277,4 +287,7 @@ class PDiff(Generator):
                 raise ValueError(f"{where / 'model.safetensors'} lacks the reference tensor "
                                  f"{k!r} its config names")
         self._build(Tokenizer.from_config(config["tokenizer"], tensors))
+        # generators saved before the collapse fix have no coordinate statistics: identity
+        tensors.setdefault("network.coord_mean", torch.zeros_like(self.network.coord_mean))
+        tensors.setdefault("network.coord_std", torch.ones_like(self.network.coord_std))
         load_network(self.network, tensors, where)

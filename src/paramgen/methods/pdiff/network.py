@@ -84,13 +84,17 @@ class ParameterAutoencoder(nn.Module):
         return self.out(self.decoder(h))[:, 0, :self.in_dim]
 
     def forward(self, v: Tensor, input_noise: float = 0.0, latent_noise: float = 0.0,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, relative: bool = False) -> Tensor:
         """Reconstruction of ``v`` with p-diff's noise augmentation (eq. 5)."""
         if input_noise > 0:
             v = v + input_noise * torch.randn(v.shape, generator=generator, device=v.device,
                                               dtype=v.dtype)
         z = self.encode(v)
         if latent_noise > 0:
+            if relative and z.shape[0] > 1:
+                # sigma_z in units of the latents' own spread: a fixed 0.1 drowns latents that
+                # spread 1e-4, and the decoder then learns to ignore them (docs/pdiff.md)
+                latent_noise = latent_noise * z.detach().std(0, keepdim=True)
             z = z + latent_noise * torch.randn(z.shape, generator=generator, device=z.device,
                                                dtype=z.dtype)
         return self.decode(z)
@@ -111,3 +115,8 @@ class PDiffNetwork(nn.Module):
         # the training latents. Buffers, so they travel with the weights.
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
         self.register_buffer("latent_std", torch.ones(()))
+        # Per-coordinate standardisation of the parameter vectors (config
+        # standardize_coordinates): the autoencoder sees how checkpoints differ, not the ~0.1% of
+        # their values by which they do.
+        self.register_buffer("coord_mean", torch.zeros(in_dim))
+        self.register_buffer("coord_std", torch.ones(in_dim))
