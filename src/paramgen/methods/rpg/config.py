@@ -24,7 +24,8 @@ class RPGConfig(SharedSettings):
     tokenization: str = setting("layer")            # layer | flat | channel
     # embeddings
     position_embedding: str = setting("2d")         # 2d | 1d | learnable
-    permutation_state: str = setting("auto")        # checkpoint | run | none | auto
+    permutation_state: str = setting("auto")        # checkpoint | run | none | auto (run when
+    #                                                 several runs or conditions, else checkpoint)
     # recurrent backbone
     backbone: str = setting("mamba")                # mamba | lstm | transformer | none
     d_model: tuple[int, int] = setting((256, 256))

@@ -87,10 +87,13 @@ class RPG(Generator):
                 f"{' ' + str(c.sampling_steps) if c.sampling_steps else ''}, device {c.device}")
 
     # ------------------------------------------------------------------ setup
-    def _state_kind_for(self, conditioned: bool) -> str:
+    def _state_kind_for(self, conditioned: bool, num_runs: int = 1) -> str:
         kind = self.config.permutation_state
         if kind == "auto":
-            kind = "run" if conditioned else "checkpoint"
+            # One state per run when there are several runs (or tasks): measured on 5 runs x 10
+            # checkpoints of an MLP outside the zoo, 57.8% vs 37.8% for one state per checkpoint
+            # at 600 steps (README, "Generate, don't copy"). One run: a state per checkpoint.
+            kind = "run" if conditioned or num_runs > 1 else "checkpoint"
         return kind
 
     def _build(self, tokenizer: Tokenizer, num_states: int, condition_dim: int | None) -> None:
@@ -129,7 +132,7 @@ class RPG(Generator):
         tokens = torch.empty(n, tokenizer.num_tokens, tokenizer.token_size)
         for i, sd in enumerate(part):
             tokens[i] = tokenizer.tokenize(sd)
-        kind = self._state_kind_for(conditions is not None)
+        kind = self._state_kind_for(conditions is not None, len(set(runs)))
         self._state_kind = kind
         if kind == "checkpoint":
             state_of = torch.arange(n)
