@@ -9,8 +9,8 @@ the same model. The fix prototyped here scales the noise to the latents' spread:
     z + sigma_z * std_batch(z) * randn   (fixed: std per latent dimension over the batch,
                                           detached; sigma_z then means "10% of the spread")
 
-applied by patching `ParameterAutoencoder.forward` for the run (the lead applies it in
-paramgen/methods/pdiff). A second variant also standardises every parameter *coordinate* across
+now p-diff's default (`relative_latent_noise`). A second part, also the default
+(`standardize_coordinates`), standardises every parameter *coordinate* across
 the collection before p-diff sees it (subtract the mean checkpoint, divide by each coordinate's
 std over the checkpoints; inverted after sampling): checkpoints of one run differ by ~0.1% of
 their values, far below what the autoencoder reconstructs, so without it the decoder cannot tell
@@ -36,46 +36,9 @@ import torch
 import paramgen as pg
 from paramgen.evaluation.core import build_model, load_data_for, load_into, predictions, score
 from paramgen.evaluation.novelty import ParamSpace
-from paramgen.methods.pdiff import ParameterAutoencoder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rpg_parity import LayerNormMLP, make_collection  # noqa: E402
-
-PUBLISHED_FORWARD = ParameterAutoencoder.forward
-
-
-def spread_scaled_forward(self, v, input_noise=0.0, latent_noise=0.0, generator=None):
-    """The fix: latent noise relative to the batch's per-dimension latent spread."""
-    if input_noise > 0:
-        v = v + input_noise * torch.randn(v.shape, generator=generator, device=v.device,
-                                          dtype=v.dtype)
-    z = self.encode(v)
-    if latent_noise > 0:
-        spread = z.detach().std(dim=0, keepdim=True) if z.shape[0] > 1 else z.detach().abs()
-        z = z + latent_noise * spread * torch.randn(z.shape, generator=generator,
-                                                    device=z.device, dtype=z.dtype)
-    return self.decode(z)
-
-
-class Standardised:
-    """Per-coordinate standardisation across the collection, and its exact inverse."""
-
-    def __init__(self, sds) -> None:
-        keys = [k for k, v in sds[0].items() if v.is_floating_point()]
-        stack = {k: torch.stack([sd[k].double() for sd in sds]) for k in keys}
-        self.mean = {k: v.mean(0) for k, v in stack.items()}
-        # A coordinate that never moves keeps unit scale: it is then exactly the mean.
-        self.std = {k: torch.where(v.std(0) > 0, v.std(0), torch.ones_like(v[0]))
-                    for k, v in stack.items()}
-
-    def forward(self, sd):
-        return {k: ((v.double() - self.mean[k]) / self.std[k]).to(v.dtype) if k in self.mean
-                else v for k, v in sd.items()}
-
-    def inverse(self, sd):
-        return {k: (v.double() * self.std[k] + self.mean[k]).to(v.dtype) if k in self.mean
-                else v for k, v in sd.items()}
-
 
 def pairwise_spread(space: ParamSpace, sds) -> float:
     """Mean pairwise L2 distance between models / the originals' mean norm."""
@@ -90,23 +53,20 @@ VARIANTS = {"published": "published sigma_z", "fixed": "spread-scaled sigma_z",
 
 
 def measure(name: str, ckpts, model, x, y, samples: int, preset: str, variant: str) -> str:
-    fixed = variant != "published"
-    ParameterAutoencoder.forward = spread_scaled_forward if fixed else PUBLISHED_FORWARD
-    std = Standardised(list(ckpts)) if variant == "standardised" else None
-    train = pg.CheckpointSet.from_state_dicts([std.forward(sd) for sd in ckpts]) if std \
-        else ckpts
-    try:
-        gen = pg.PDiff(preset=preset)
-        t = time.time()
-        gen.fit(train, seed=0, progress=False)
-        fit_s = time.time() - t
-        latents = gen._encode(torch.stack([gen.tokenizer.flatten(
-            {k: sd[k] for k in gen.generated_keys}) for sd in train]))
-        out = gen.sample(samples, seed=0)
-        if std:
-            out = [std.inverse(sd) for sd in out]
-    finally:
-        ParameterAutoencoder.forward = PUBLISHED_FORWARD
+    # The fix lives in paramgen.methods.pdiff (config standardize_coordinates and
+    # relative_latent_noise, both on by default); the variants switch its parts off.
+    settings = {"published": dict(standardize_coordinates=False, relative_latent_noise=False),
+                "fixed": dict(standardize_coordinates=False, relative_latent_noise=True),
+                "standardised": dict(standardize_coordinates=True, relative_latent_noise=True)}
+    gen = pg.PDiff(preset=preset, **settings[variant])
+    t = time.time()
+    gen.fit(ckpts, seed=0, progress=False)
+    fit_s = time.time() - t
+    flat = torch.stack([gen.tokenizer.flatten({k: sd[k] for k in gen.generated_keys})
+                        for sd in ckpts])
+    net = gen.network
+    latents = gen._encode((flat - net.coord_mean) / net.coord_std)
+    out = gen.sample(samples, seed=0)
     originals = list(ckpts)
     acc_o = [100 * float(v) for v in score(predictions(originals, model, x), y)]
     acc_g = [100 * float(v) for v in score(predictions(out, model, x), y)]
