@@ -33,7 +33,7 @@ COMMANDS = {
 
 SUMMARIES = {
     "collect": "train a model and save checkpoints along the way (single task, runs, task grids)",
-    "train": "fit a parameter generator (RPG or p-diff) on a checkpoint collection",
+    "train": "fit a parameter generator (RPG, p-diff or IGPG) on checkpoint collections",
     "sample": "sample new models from a trained generator",
     "eval": "evaluate sampled models against the training checkpoints and write a report",
     "generate": "generate a model for a task given as bits or a plain-English prompt",
