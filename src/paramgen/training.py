@@ -25,7 +25,6 @@ import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
@@ -367,7 +366,3 @@ def _stage_bounds(stages: Sequence[Stage]) -> list[int]:
 def _stage_at(bounds: list[int], step: int) -> tuple[int, int]:
     k = max(i for i, b in enumerate(bounds) if b <= step)
     return k, bounds[k]
-
-
-def workdir_from(path: str | os.PathLike | None) -> Path | None:
-    return Path(path) if path is not None else None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -396,6 +395,23 @@ def load_generator(path: str | os.PathLike) -> Generator:
     return cls.from_pretrained(path)
 
 
+def load_module(module: torch.nn.Module, tensors: Mapping[str, Tensor], prefix: str,
+                where: Path) -> None:
+    """Load the ``prefix.*`` tensors of a generator folder into a freshly built module, exactly:
+    every name present and of its shape, nothing extra."""
+    own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    want = module.state_dict()
+    missing = sorted(set(want) - set(own))
+    unexpected = sorted(set(own) - set(want))
+    wrong = sorted(k for k in set(want) & set(own) if want[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        raise ValueError(f"{where / 'model.safetensors'} does not match its config.json "
+                         f"({prefix}): missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                         f"wrong shape {wrong[:5]}")
+    module.load_state_dict(own)
+    module.eval()
+
+
 def check_finite(tokens: Tensor, what: str) -> None:
     """Refuse to hand back non-finite generated values."""
     if not torch.isfinite(tokens).all():
@@ -417,7 +433,3 @@ def data_fingerprint(*tensors: Tensor | None) -> str:
                  if t.numel() * t.element_size() < (1 << 28) else
                  t.sum(dim=-1, dtype=torch.float64).numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

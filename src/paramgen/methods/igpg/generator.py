@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from paramgen import text as text_encoder
-from paramgen.methods.base import Generator, data_fingerprint
+from paramgen.methods.base import Generator, data_fingerprint, load_module
 from paramgen.methods.igpg.chunking import (check_single_dtype, chunk_slots, chunk_tensor,
                                             chunker_for_unseen, fit_chunker, layout_signature)
 from paramgen.methods.igpg.config import IGPGConfig
@@ -508,12 +508,4 @@ class IGPG(Generator):
             self._texts = dict(zip(texts, tensors["text_embeddings"].unbind(0)))
         self._build_networks(TEXT_DIM)
         for name, module in (("vqvae", self.vqvae), ("prior", self.prior)):
-            own = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
-            want = module.state_dict()
-            bad = sorted(set(want) ^ set(own)) + sorted(
-                k for k in set(want) & set(own) if want[k].shape != own[k].shape)
-            if bad:
-                raise ValueError(f"{where / 'model.safetensors'} does not match its config.json "
-                                 f"({name}): {bad[:5]}")
-            module.load_state_dict(own)
-            module.eval()
+            load_module(module, tensors, name, where)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
-from paramgen.methods.base import Generator, check_finite, data_fingerprint
+from paramgen.methods.base import Generator, check_finite, data_fingerprint, load_module
 from paramgen.methods.pdiff.config import PDiffConfig
 from paramgen.methods.pdiff.network import PDiffNetwork
 from paramgen.methods.registry import register_method
@@ -280,8 +280,6 @@ class PDiff(Generator):
         return tensors
 
     def _restore(self, config: dict, tensors: dict[str, Tensor], where: Path) -> None:
-        from paramgen.methods.rpg.generator import load_network
-
         for k in self.key_order:
             if k not in set(self.generated_keys) and k not in self.reference:
                 raise ValueError(f"{where / 'model.safetensors'} lacks the reference tensor "
@@ -290,4 +288,4 @@ class PDiff(Generator):
         # generators saved before the collapse fix have no coordinate statistics: identity
         tensors.setdefault("network.coord_mean", torch.zeros_like(self.network.coord_mean))
         tensors.setdefault("network.coord_std", torch.ones_like(self.network.coord_std))
-        load_network(self.network, tensors, where)
+        load_module(self.network, tensors, "network", where)

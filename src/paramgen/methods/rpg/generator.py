@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
-from paramgen.methods.base import Generator, check_finite, data_fingerprint
+from paramgen.methods.base import Generator, check_finite, data_fingerprint, load_module
 from paramgen.methods.registry import register_method
 from paramgen.methods.rpg.config import SAMPLING_MODES, RPGConfig
 from paramgen.methods.rpg.network import RPGNetwork
@@ -207,7 +207,7 @@ class RPG(Generator):
     def _window_loss(self, ctx: StepContext) -> Tensor:
         """The same loss on one window of W tokens per checkpoint (methods/rpg/window.py)."""
         cfg, data, net = self.config, self._train, self.network
-        carry: WindowCarry = data["carry"].to(ctx.device)
+        carry: WindowCarry = data["carry"]  # on the device: the engine moved training_modules
         tokens = data["tokens"]
         n, L, T = tokens.shape
         W = data["window"]
@@ -434,19 +434,4 @@ class RPG(Generator):
         self._state_kind = config["permutation_state"]
         self._state_runs = list(config.get("state_runs") or [])
         self._build(tokenizer, int(config["num_states"]), config.get("condition_dim"))
-        load_network(self.network, tensors, where)
-
-
-def load_network(network: nn.Module, tensors: dict[str, Tensor], where: Path) -> None:
-    """Load ``network.*`` tensors into a freshly built network, exactly (names and shapes)."""
-    net_sd = {k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")}
-    want = network.state_dict()
-    missing = sorted(set(want) - set(net_sd))
-    unexpected = sorted(set(net_sd) - set(want))
-    wrong = sorted(k for k in set(want) & set(net_sd) if want[k].shape != net_sd[k].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(f"{where / 'model.safetensors'} does not match its config.json: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                         f"wrong shape {wrong[:5]}")
-    network.load_state_dict(net_sd)
-    network.eval()
+        load_module(self.network, tensors, "network", where)
