@@ -175,7 +175,8 @@ class RPG(Generator):
         return [Stage("diffusion", self._train["steps"], self.network, lr=cfg.lr,
                       weight_decay=cfg.weight_decay, schedule="cosine",
                       min_lr_ratio=cfg.min_lr_ratio, warmup_steps=cfg.warmup_steps,
-                      grad_clip=cfg.grad_clip)]
+                      grad_clip=cfg.grad_clip,
+                      lr_scales={"position.": cfg.position_lr_scale})]
 
     def training_modules(self) -> dict[str, nn.Module]:
         modules = {"network": self.network}
