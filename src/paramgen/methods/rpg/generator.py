@@ -82,7 +82,9 @@ class RPG(Generator):
         first = ckpts[0]
         values = sum(v.numel() for v in first.values() if is_generated(v))
         self.preset = self.auto_preset_for(ckpts)
-        self.auto_settings = size_settings(values)
+        token_size = self._overrides.get("token_size",
+                                         RPGConfig.from_preset(self.preset).token_size)
+        self.auto_settings = size_settings(values, token_size)
         self.config = RPGConfig.from_preset(self.preset, **{**self.auto_settings,
                                                             **self._overrides})
 
@@ -90,7 +92,10 @@ class RPG(Generator):
         """The settings that decide a fit's cost, as one line (printed by `paramgen train`)."""
         c = self.config
         window = f"window {c.train_window} tokens" if c.train_window else "whole sequences"
+        positions = c.position_embedding + (f" (lr x{c.position_lr_scale:g})"
+                                            if c.position_embedding == "learnable" else "")
         return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
+                f"positions {positions}, "
                 f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
                 f"{c.steps} steps, lr {c.lr:g}, sampler {c.sampler}"
                 f"{' ' + str(c.sampling_steps) if c.sampling_steps else ''}, device {c.device}")
@@ -198,7 +203,8 @@ class RPG(Generator):
         return [Stage("diffusion", self._train["steps"], self.network, lr=cfg.lr,
                       weight_decay=cfg.weight_decay, schedule="cosine",
                       min_lr_ratio=cfg.min_lr_ratio, warmup_steps=cfg.warmup_steps,
-                      grad_clip=cfg.grad_clip)]
+                      grad_clip=cfg.grad_clip,
+                      lr_scales={"position.": cfg.position_lr_scale})]
 
     def training_modules(self) -> dict[str, nn.Module]:
         modules = {"network": self.network}
