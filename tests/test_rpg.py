@@ -262,6 +262,15 @@ def test_size_rule_scales_steps_with_tokens_and_learns_positions():
     assert "positions learnable (lr x7)" in gen.settings_summary()
 
 
+def test_fit_prints_the_chosen_settings_before_training(capsys):
+    plain = CheckpointSet.from_state_dicts(make_sds(3))
+    RPG(**TINY).fit(plain, steps=1, progress=True)
+    out = capsys.readouterr().out
+    assert "RPG settings (" in out and "token 16" in out and "1 steps" in out
+    RPG(**TINY).fit(plain, steps=1, progress=False)
+    assert "RPG settings" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("kind", ["2d", "1d", "learnable"])
 def test_position_rows_match_the_table_and_follow_the_device(kind):
     from paramgen.embeddings import PositionEmbedding

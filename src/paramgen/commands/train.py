@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         io.write_json(out / "split.json", split)
     print(f"trained {args.method} ({gen.preset}) on {len(ckpts)} checkpoints in "
           f"{time.time() - t0:.0f} s -> {out}")
-    if hasattr(gen, "settings_summary"):
+    if args.quiet and hasattr(gen, "settings_summary"):  # otherwise fit printed them first
         print(f"settings: {gen.settings_summary()}")
     if report is not None:
         resumed = f"; resumed from step {report.resumed_from}" if report.resumed_from else ""

@@ -88,8 +88,9 @@ class RPG(Generator):
         self.config = RPGConfig.from_preset(self.preset, **{**self.auto_settings,
                                                             **self._overrides})
 
-    def settings_summary(self) -> str:
-        """The settings that decide a fit's cost, as one line (printed by `paramgen train`)."""
+    def settings_summary(self, steps: int | None = None, device: Any = None) -> str:
+        """The settings that decide a fit's cost, as one line (printed by `paramgen train`);
+        ``steps`` and ``device`` replace the configured ones where a fit resolved them."""
         c = self.config
         window = f"window {c.train_window} tokens" if c.train_window else "whole sequences"
         positions = c.position_embedding + (f" (lr x{c.position_lr_scale:g})"
@@ -97,8 +98,9 @@ class RPG(Generator):
         return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
                 f"positions {positions}, "
                 f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
-                f"{c.steps} steps, lr {c.lr:g}, sampler {c.sampler}"
-                f"{' ' + str(c.sampling_steps) if c.sampling_steps else ''}, device {c.device}")
+                f"{c.steps if steps is None else steps} steps, lr {c.lr:g}, sampler {c.sampler}"
+                f"{' ' + str(c.sampling_steps) if c.sampling_steps else ''}, "
+                f"device {c.device if device is None else device}")
 
     # ------------------------------------------------------------------ setup
     def _state_kind_for(self, conditioned: bool, num_runs: int = 1) -> str:
@@ -138,6 +140,9 @@ class RPG(Generator):
         n = len(ckpts)
         runs = list(getattr(ckpts, "runs", None) or [0] * n)
         engine = self._engine()  # resolves the device first: a bad --device fails before work
+        if progress and engine.process_index == 0:  # before a fit that may take an hour
+            print(f"RPG settings ({self.preset}): {self.settings_summary(total, engine.device)}",
+                  flush=True)
 
         torch.manual_seed(seed)
         part = self._select_keys(ckpts)
