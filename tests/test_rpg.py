@@ -234,6 +234,34 @@ def test_default_preset_follows_the_collection():
     assert gen.preset == "cpu" and gen.config.batch_size == 16
 
 
+def test_size_rule_scales_steps_with_tokens_and_learns_positions():
+    from paramgen.methods.rpg.presets import MIN_WINDOWED_STEPS, VISITS_PER_TOKEN, size_settings
+
+    assert size_settings(10_000) == {}
+    mid, big = size_settings(1_070_000), size_settings(10_000_000)
+    assert mid["train_window"] and mid["position_embedding"] == "learnable"
+    assert mid["position_lr_scale"] > 1
+    # every token is in the batch about VISITS_PER_TOKEN times, whatever the size
+    for values, rule in ((1_070_000, mid), (10_000_000, big)):
+        tokens = -(-values // 256)
+        visits = rule["steps"] * rule["diffusion_batch"] / tokens
+        assert VISITS_PER_TOKEN <= visits < VISITS_PER_TOKEN * 1.2
+    assert size_settings(60_000)["steps"] == MIN_WINDOWED_STEPS
+    # larger tokens: fewer of them, fewer steps
+    assert size_settings(1_070_000, token_size=1024)["steps"] < mid["steps"]
+    # RPG() applies the rule for the collection's size, and overrides still win
+    wide = CheckpointSet.from_state_dicts(
+        [{"w": torch.randn(260, 256, generator=torch.Generator().manual_seed(i))}
+         for i in range(2)])
+    gen = RPG(token_size=16, d_model=(8, 8), d_state=2, denoiser_channels=(1, 4),
+              position_lr_scale=7.0)
+    gen.fit(wide, steps=1, progress=False)
+    assert gen.config.train_window == 32 and gen.config.position_embedding == "learnable"
+    assert gen.config.position_lr_scale == 7.0 and gen.config.steps == size_settings(
+        260 * 256, 16)["steps"]
+    assert "positions learnable (lr x7)" in gen.settings_summary()
+
+
 @pytest.mark.parametrize("kind", ["2d", "1d", "learnable"])
 def test_position_rows_match_the_table_and_follow_the_device(kind):
     from paramgen.embeddings import PositionEmbedding

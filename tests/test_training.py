@@ -53,6 +53,25 @@ def test_lr_schedules():
     assert [warm.lr_at(i) for i in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
 
 
+def test_lr_scales_give_parameters_their_own_pace():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    stage = Stage("s", 3, net, lr=0.1, lr_scales={"1.": 10.0})
+    groups = {g["lr_scale"]: g for g in stage.param_groups()}
+    assert set(groups) == {1.0, 10.0}
+    assert {id(p) for p in groups[10.0]["params"]} == {id(p) for p in net[1].parameters()}
+
+    class TwoPaced(Quadratic):
+        def training_stages(self):
+            return [Stage("fit", 1, self.net, lr=0.1, schedule="constant",
+                          lr_scales={"weight": 5.0})]
+
+    q = TwoPaced()
+    before = q.net.weight.detach().clone()
+    Engine(Runtime(device="cpu")).fit(q, progress=False)
+    # Adam's first step moves each weight by lr * scale (the gradient's sign)
+    assert torch.allclose((q.net.weight - before).abs(), torch.full((1, 3), 0.5), atol=1e-3)
+
+
 def test_engine_trains_and_reports():
     q = Quadratic(steps=200)
     seen = []

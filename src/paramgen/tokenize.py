@@ -35,6 +35,7 @@ MODES = ("layer", "flat", "channel")
 LOG_TRANSFORM_SUFFIXES = ("running_var",)
 _LOG_EPS = 1e-12
 _LAYOUT = "tokenizer layout"  # named in errors about an unknown dtype
+_FLATTEN_PIECE = 1 << 20  # values Tokenizer.flatten and .tokenize handle at a time
 
 
 def is_generated(tensor: Tensor) -> bool:
@@ -244,8 +245,11 @@ class Tokenizer:
             if list(value.shape) != layer.shape:
                 raise ValueError(f"key {layer.key!r} has shape {list(value.shape)}, "
                                  f"the tokenizer expects {layer.shape}")
-            x = self._forward_transform(layer.key, value.detach().cpu().double().reshape(-1))
-            out[offset:offset + layer.numel] = (x - layer.mean) / layer.std
+            flat = value.detach().cpu().reshape(-1)
+            # In pieces: float64 copies of a whole large layer would cost 16+ bytes a value.
+            for start in range(0, layer.numel, _FLATTEN_PIECE):
+                x = self._forward_transform(layer.key, flat[start:start + _FLATTEN_PIECE].double())
+                out[offset + start:offset + start + x.numel()] = (x - layer.mean) / layer.std
             offset += layer.numel
         return out
 
@@ -271,8 +275,16 @@ class Tokenizer:
 
     def tokenize(self, sd: Mapping[str, Tensor]) -> Tensor:
         """One state dict -> tokens [L, T] (float32; padding is zero, see ``mask``)."""
+        flat = self.flatten(sd)
         tokens = torch.zeros(self.num_tokens, self.token_size)
-        tokens[self.mask] = self.flatten(sd)
+        # A block of tokens at a time: a boolean index over all of [L, T] would build an index
+        # tensor of 16 bytes per value.
+        ends = self.token_valid.cumsum(0, dtype=torch.int64)
+        block = max(1, _FLATTEN_PIECE // self.token_size)
+        for start in range(0, self.num_tokens, block):
+            end = min(start + block, self.num_tokens)
+            first = int(ends[start - 1]) if start else 0
+            tokens[start:end][self.mask_rows(start, end)] = flat[first:int(ends[end - 1])]
         return tokens
 
     def detokenize(self, tokens: Tensor) -> dict[str, Tensor]:

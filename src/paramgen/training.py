@@ -49,6 +49,21 @@ class Stage:
     min_lr_ratio: float = 0.0      # cosine / linear decay to lr * min_lr_ratio
     warmup_steps: int = 0
     grad_clip: float = 0.0         # max gradient norm; 0 disables clipping
+    # Learning-rate multipliers by parameter-name prefix (the first matching prefix wins), for
+    # parameters that need their own pace, e.g. a table row that gets a gradient only when its
+    # token is in the batch.
+    lr_scales: dict[str, float] = field(default_factory=dict)
+
+    def param_groups(self) -> list[dict]:
+        """The module's trainable parameters as optimizer groups, one per learning-rate scale."""
+        groups: dict[float, list] = {}
+        for name, p in self.module.named_parameters():
+            if not p.requires_grad:
+                continue
+            scale = next((v for k, v in self.lr_scales.items() if name.startswith(k)), 1.0)
+            groups.setdefault(float(scale), []).append(p)
+        return [dict(params=ps, lr=self.lr * scale, lr_scale=scale)
+                for scale, ps in groups.items()]
 
     def lr_at(self, step: int) -> float:
         """Learning rate at ``step`` (0-based, within this stage)."""
@@ -215,7 +230,7 @@ class Engine:
                 raise ValueError(f"stage {s.name!r}: schedule must be one of {SCHEDULES}")
         total = sum(s.steps for s in stages)
         identity = dict(identity or {}, seed=int(seed), stage_steps=[int(s.steps) for s in stages])
-        optimizers = [torch.optim.AdamW(s.module.parameters(), lr=s.lr,
+        optimizers = [torch.optim.AdamW(s.param_groups(), lr=s.lr,
                                         weight_decay=s.weight_decay, foreach=True)
                       for s in stages]
         modules = (method.training_modules() if hasattr(method, "training_modules")
@@ -271,7 +286,7 @@ class Engine:
         module = stage.module
         module.train()
         for group in opt.param_groups:
-            group["lr"] = stage.lr_at(stage_step)
+            group["lr"] = stage.lr_at(stage_step) * group.get("lr_scale", 1.0)
         ctx = StepContext(
             step=step, stage=stage, stage_step=stage_step, device=self.device,
             process_index=self.process_index, num_processes=self.num_processes,

@@ -144,8 +144,8 @@ def score(preds: Tensor, y: Tensor, metric: str = "accuracy") -> Tensor:
     return per_class.mean(dim=-1)
 
 
-def load_samples(folder: str | os.PathLike) -> tuple[list[str], list[dict[str, Tensor]]]:
-    """File names and state dicts of every `*.safetensors` file directly in `folder`, sorted."""
+def _sample_files(folder: str | os.PathLike) -> list[Path]:
+    """Every `*.safetensors` file directly in `folder`, sorted; a clear error when none."""
     path = Path(folder)
     if not path.exists():
         raise FileNotFoundError(f"samples folder {path} does not exist")
@@ -154,13 +154,20 @@ def load_samples(folder: str | os.PathLike) -> tuple[list[str], list[dict[str, T
     files = sorted(p for p in path.glob("*.safetensors") if p.is_file())
     if not files:
         raise ValueError(f"samples folder {path} holds no .safetensors files")
-    sds = []
-    for f in files:
-        try:
-            sds.append(load_file(str(f)))
-        except Exception as exc:  # safetensors raises its own error types for torn/foreign files
-            raise ValueError(f"{f}: cannot read as safetensors: {exc}") from None
-    return [f.name for f in files], sds
+    return files
+
+
+def _read_sample(f: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(f))
+    except Exception as exc:  # safetensors raises its own error types for torn/foreign files
+        raise ValueError(f"{f}: cannot read as safetensors: {exc}") from None
+
+
+def load_samples(folder: str | os.PathLike) -> tuple[list[str], list[dict[str, Tensor]]]:
+    """File names and state dicts of every `*.safetensors` file directly in `folder`, sorted."""
+    files = _sample_files(folder)
+    return [f.name for f in files], [_read_sample(f) for f in files]
 
 
 def scan_samples(folder: str | os.PathLike, reference: StateDict,
@@ -175,19 +182,12 @@ def scan_samples(folder: str | os.PathLike, reference: StateDict,
     refused with the first file's reason.
     """
     path = Path(folder)
-    if not path.exists():
-        raise FileNotFoundError(f"samples folder {path} does not exist")
-    if not path.is_dir():
-        raise ValueError(f"samples path {path} is not a folder of .safetensors files")
-    files = sorted(p for p in path.glob("*.safetensors") if p.is_file())
-    if not files:
-        raise ValueError(f"samples folder {path} holds no .safetensors files")
     names, sds, skipped = [], [], {}
-    for f in files:
+    for f in _sample_files(folder):
         try:
-            sd = load_file(str(f))
-        except Exception as exc:  # safetensors raises its own error types for torn/foreign files
-            skipped[f.name] = f"cannot read as safetensors: {exc}"
+            sd = _read_sample(f)
+        except ValueError as exc:
+            skipped[f.name] = str(exc).removeprefix(f"{f}: ")
             continue
         try:
             check_compatible([sd], reference, [str(f)], reference_name)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import nn
 
 from paramgen.zoo.layers import (
-    ZooModel,
-    adaptive_avg_pool,
+    ConvClassifier,
     conv,
     conv_out,
     feature_grid,
@@ -20,7 +19,7 @@ from paramgen.zoo.registry import register
 __all__ = ["ModelZooCNN"]
 
 
-class ModelZooCNN(ZooModel):
+class ModelZooCNN(ConvClassifier):
     """The Model Zoo CNN (Schürholt et al. 2022): three conv layers, max-pooling, two linears.
 
     ``conv -> act -> [pool]`` per layer, average pooling to a fixed ``grid``, flatten,
@@ -76,16 +75,7 @@ class ModelZooCNN(ZooModel):
             if pool:
                 layers.append(max_pool(nd))
             c = co
-        self.features = nn.Sequential(*layers)
-        self.pool = adaptive_avg_pool(nd, grid_len)
-        self.classifier = nn.Sequential(
-            nn.Linear(c * grid_len**nd, hidden),
-            make_activation(activation),
-            nn.Linear(hidden, num_classes),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.pool(self.features(self.as_channels(x))).flatten(1))
+        self.finish(layers, c, nd, grid_len, hidden, activation)
 
 
 @register("cnn-s")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import nn
 
 from paramgen.zoo.layers import (
-    ZooModel,
-    adaptive_avg_pool,
+    ConvClassifier,
     conv,
     conv_out,
     feature_grid,
@@ -20,7 +19,7 @@ from paramgen.zoo.registry import register
 __all__ = ["ConvNetMini"]
 
 
-class ConvNetMini(ZooModel):
+class ConvNetMini(ConvClassifier):
     """p-diff ConvNet-mini: conv (C, 8, 7), (8, 8, 3), (8, 4, 3); linear (64, 16), (16, classes).
 
     Convolutions use "same" padding with a ReLU; a 2x max-pool follows conv1 and conv2 whenever
@@ -45,17 +44,7 @@ class ConvNetMini(ZooModel):
                 layers.append(max_pool(nd))
                 sizes = tuple(s // 2 for s in sizes)
             c = co
-        self.features = nn.Sequential(*layers)
-        self.pool = adaptive_avg_pool(nd, grid)
-        self.classifier = nn.Sequential(
-            nn.Linear(c * grid**nd, hidden),
-            make_activation(activation),
-            nn.Linear(hidden, num_classes),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.pool(self.features(self.as_channels(x))).flatten(1))
-
+        self.finish(layers, c, nd, grid, hidden, activation)
 
 
 @register("convnet-mini")

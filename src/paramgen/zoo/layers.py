@@ -111,6 +111,27 @@ class ZooModel(nn.Module):
         return x.reshape(x.shape[0], self.spec.channels, *self.spec.spatial)
 
 
+class ConvClassifier(ZooModel):
+    """Conv features, average pooling to a fixed grid, flatten, a two-layer classifier head.
+
+    Subclasses build their conv stack and call :meth:`finish`; the module names (``features``,
+    ``pool``, ``classifier``) are the state dicts' key prefixes.
+    """
+
+    def finish(self, layers: list[nn.Module], channels: int, ndim: int, grid: int, hidden: int,
+               activation_name: str) -> None:
+        self.features = nn.Sequential(*layers)
+        self.pool = adaptive_avg_pool(ndim, grid)
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * grid**ndim, hidden),
+            activation(activation_name),
+            nn.Linear(hidden, self.num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.pool(self.features(self.as_channels(x))).flatten(1))
+
+
 def conv(ndim: int, c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0,
          groups: int = 1, bias: bool = True) -> nn.Module:
     """Conv1d or Conv2d depending on ``ndim``."""

@@ -61,6 +61,9 @@ class RPGConfig(SharedSettings):
     # checkpoint, the backbone's state carried from the previous window (methods/rpg/window.py);
     # 0 trains on whole sequences. Bounds a step's time and memory whatever the model's size.
     train_window: int = training(0)
+    # Learning-rate multiplier of the learnable position table: each row learns only when its
+    # token is in the batch, a small share of the steps when the model has thousands of tokens.
+    position_lr_scale: float = training(1.0)
 
     def __post_init__(self) -> None:
         self._check_shared()
@@ -94,5 +97,6 @@ class RPGConfig(SharedSettings):
         if self.sampling_steps is not None:
             self._check_positive("sampling_steps")
         self._check_finite("lr", "weight_decay", "grad_clip", low=0.0)
+        self._check_finite("position_lr_scale", low=0.0)
         self._check_finite("min_lr_ratio", low=0.0, high=1.0)
         self._check_finite("beta_start", "beta_end", low=0.0, high=1.0)

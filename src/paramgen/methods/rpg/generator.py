@@ -20,10 +20,12 @@ from torch import Tensor, nn
 
 from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
-from paramgen.methods.base import Generator, check_finite, data_fingerprint, load_module
+from paramgen.methods.base import Fingerprint, Generator, check_finite, load_module
 from paramgen.methods.registry import register_method
 from paramgen.methods.rpg.config import SAMPLING_MODES, RPGConfig
 from paramgen.methods.rpg.network import RPGNetwork
+from paramgen.methods.rpg.token_store import goes_to_file
+from paramgen.methods.rpg.token_store import tokenize as tokenize_collection
 from paramgen.methods.rpg.window import WindowCarry, window_index
 from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
 from paramgen.training import Stage, StepContext
@@ -32,6 +34,13 @@ from paramgen.training import Stage, StepContext
 # Tokens denoised per call in sequential mode: the memory of a block this size is a few MB
 # whatever the model's size, and the per-call overhead is shared by this many tokens.
 SEQUENTIAL_BLOCK = 32
+# Rows (model x token) per backbone call and per denoiser call when sampling, in every mode.
+# The denoiser (a U-Net over each token's values, with skips) holds ~1 KB per value per channel
+# level, and the backbone's scan a chunk of states per token: a block of 256 tokens in one call
+# took ~100 MB and made partial mode's memory grow with the model up to that block size. In
+# pieces of 32 rows both stay at a few MB, and sampling got faster, not slower: the pieces stay
+# in cache (docs/performance.md, "Training cost bounded in model size").
+SAMPLING_PIECE = 32
 
 
 @register_method("rpg")
@@ -73,7 +82,9 @@ class RPG(Generator):
         first = ckpts[0]
         values = sum(v.numel() for v in first.values() if is_generated(v))
         self.preset = self.auto_preset_for(ckpts)
-        self.auto_settings = size_settings(values)
+        token_size = self._overrides.get("token_size",
+                                         RPGConfig.from_preset(self.preset).token_size)
+        self.auto_settings = size_settings(values, token_size)
         self.config = RPGConfig.from_preset(self.preset, **{**self.auto_settings,
                                                             **self._overrides})
 
@@ -81,7 +92,10 @@ class RPG(Generator):
         """The settings that decide a fit's cost, as one line (printed by `paramgen train`)."""
         c = self.config
         window = f"window {c.train_window} tokens" if c.train_window else "whole sequences"
+        positions = c.position_embedding + (f" (lr x{c.position_lr_scale:g})"
+                                            if c.position_embedding == "learnable" else "")
         return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
+                f"positions {positions}, "
                 f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
                 f"{c.steps} steps, lr {c.lr:g}, sampler {c.sampler}"
                 f"{' ' + str(c.sampling_steps) if c.sampling_steps else ''}, device {c.device}")
@@ -128,10 +142,23 @@ class RPG(Generator):
         torch.manual_seed(seed)
         part = self._select_keys(ckpts)
         tokenizer = Tokenizer.fit(part, cfg.token_size, cfg.tokenization)
-        # [N, L, T], filled in place: a stacked list would hold the collection twice
-        tokens = torch.empty(n, tokenizer.num_tokens, tokenizer.token_size)
-        for i, sd in enumerate(part):
-            tokens[i] = tokenizer.tokenize(sd)
+        L = tokenizer.num_tokens
+        window = cfg.train_window if 0 < cfg.train_window < L else 0
+        # [N, L, T]; large ones on disk when training is windowed (methods/rpg/token_store.py)
+        fingerprint = Fingerprint()
+        tokens = tokenize_collection(tokenizer, part, n, fingerprint, folder=workdir,
+                                     to_file=goes_to_file(tokenizer, n, window))
+        try:
+            self._fit_on(tokens, fingerprint, tokenizer, engine, conditions, runs, window,
+                         total, seed, workdir, progress, callback)
+        finally:
+            tokens.close()
+        return self
+
+    def _fit_on(self, tokens, fingerprint: Fingerprint, tokenizer: Tokenizer, engine,
+                conditions, runs: list, window: int, total: int, seed: int, workdir,
+                progress: bool, callback) -> None:
+        cfg, n, L = self.config, tokens.shape[0], tokens.shape[1]
         kind = self._state_kind_for(conditions is not None, len(set(runs)))
         self._state_kind = kind
         if kind == "checkpoint":
@@ -150,32 +177,34 @@ class RPG(Generator):
         self._record_conditions(cond)
 
         device = engine.device
-        L = tokenizer.num_tokens
-        window = cfg.train_window if 0 < cfg.train_window < L else 0
         carry = None
         if window:
             if not self.network.backbone.streams:
                 raise ValueError(f"train_window needs a backbone that carries its state "
                                  f"(mamba, lstm, none); {cfg.backbone!r} does not")
             carry = WindowCarry(self.network.backbone, n, L, window)
-        self._train = dict(tokens=tokens.to(device), mask=tokenizer.mask.to(device),
+        fingerprint.add(cond)
+        fingerprint.add(state_of)
+        # Windowed training builds each window's mask from the valid counts, never [L, T].
+        self._train = dict(tokens=tokens.to(device),
+                           mask=None if window else tokenizer.mask.to(device),
+                           valid=tokenizer.token_valid.to(device),
                            states=None if state_of is None else state_of.to(device),
                            conditions=None if cond is None else cond.to(device),
                            steps=total, window=window, carry=carry)
         try:
             self._run_engine(engine, seed=seed, workdir=workdir, progress=progress,
-                             callback=callback,
-                             data_fingerprint=data_fingerprint(tokens, cond, state_of))
+                             callback=callback, data_fingerprint=fingerprint.hexdigest())
         finally:
             self._train = None
-        return self
 
     def training_stages(self) -> list[Stage]:
         cfg = self.config
         return [Stage("diffusion", self._train["steps"], self.network, lr=cfg.lr,
                       weight_decay=cfg.weight_decay, schedule="cosine",
                       min_lr_ratio=cfg.min_lr_ratio, warmup_steps=cfg.warmup_steps,
-                      grad_clip=cfg.grad_clip)]
+                      grad_clip=cfg.grad_clip,
+                      lr_scales={"position.": cfg.position_lr_scale})]
 
     def training_modules(self) -> dict[str, nn.Module]:
         modules = {"network": self.network}
@@ -188,7 +217,7 @@ class RPG(Generator):
         if self._train["window"]:
             return self._window_loss(ctx)
         cfg, data, net = self.config, self._train, self.network
-        tokens = data["tokens"]
+        tokens = data["tokens"].tensor  # whole-sequence training keeps its tokens in memory
         n, L, T = tokens.shape
         batch = ctx.batch(n, cfg.batch_size).to(ctx.device)
         b = batch.numel()
@@ -208,7 +237,7 @@ class RPG(Generator):
         """The same loss on one window of W tokens per checkpoint (methods/rpg/window.py)."""
         cfg, data, net = self.config, self._train, self.network
         carry: WindowCarry = data["carry"]  # on the device: the engine moved training_modules
-        tokens = data["tokens"]
+        tokens = data["tokens"]  # in memory or in a file (token_store.py): the same windows
         n, L, T = tokens.shape
         W = data["window"]
         chosen = torch.randperm(n, generator=ctx.generator)[:min(cfg.batch_size, n)]
@@ -220,8 +249,9 @@ class RPG(Generator):
         per_process = max(1, cfg.diffusion_batch // ctx.num_processes)
         picked = torch.randperm(b * W, generator=ctx.generator)[:min(per_process, b * W)]
         picked = picked.to(ctx.device)
-        x0 = tokens[mine[:, None], index].reshape(b * W, T)[picked]
-        m = (data["mask"][index] & real[..., None]).reshape(b * W, T)[picked]
+        x0 = tokens.windows(mine, index).reshape(b * W, T)[picked]
+        slots = torch.arange(T, device=index.device)
+        m = ((slots < data["valid"][index][..., None]) & real[..., None]).reshape(b * W, T)[picked]
         with ctx.autocast():
             h = net.window_input(st, cd, index)
             protos, after = net.backbone.forward_stateful(h, carry.gather(mine, h.dtype))
@@ -338,17 +368,23 @@ class RPG(Generator):
             for start in range(0, L, width):
                 end = min(start + width, L)
                 if backbone.streams:
-                    with self._autocast(device):
-                        protos, carry = backbone.forward_stateful(
-                            net.backbone_input(st, cd, k, start, end), carry)
-                    protos = protos.float()
+                    # In pieces too: the scan's working memory grows with the tokens per call.
+                    pieces = []
+                    step = max(1, SAMPLING_PIECE // k)
+                    for a in range(start, end, step):
+                        with self._autocast(device):
+                            out, carry = backbone.forward_stateful(
+                                net.backbone_input(st, cd, k, a, min(a + step, end)), carry)
+                        pieces.append(out.float())
+                    protos = torch.cat(pieces, dim=1)
                 else:
                     protos = whole[:, start:end]
                 p = protos.reshape(k * (end - start), T)
                 noise = torch.randn(p.shape, generator=noise_gen, device=device)
                 with self._autocast(device):
-                    x = run_sampler(lambda xt, t: net.denoise(xt, t, p), noise, self.schedule,
-                                    sampler, steps, cfg.prediction, generator=noise_gen)
+                    x = run_sampler(lambda xt, t: _denoise_in_pieces(net, xt, t, p), noise,
+                                    self.schedule, sampler, steps, cfg.prediction,
+                                    generator=noise_gen)
                 x = x.float().cpu().reshape(k, end - start, T)
                 check_finite(x, "RPG sampling")
                 yield group, start, x
@@ -435,3 +471,13 @@ class RPG(Generator):
         self._state_runs = list(config.get("state_runs") or [])
         self._build(tokenizer, int(config["num_states"]), config.get("condition_dim"))
         load_module(self.network, tensors, "network", where)
+
+
+def _denoise_in_pieces(net: RPGNetwork, x: Tensor, t: Tensor, prototypes: Tensor) -> Tensor:
+    """``net.denoise`` on ``SAMPLING_PIECE`` tokens at a time (each token is denoised on its own:
+    the result is one call's, up to float rounding)."""
+    if x.shape[0] <= SAMPLING_PIECE:
+        return net.denoise(x, t, prototypes)
+    return torch.cat([net.denoise(x[i:i + SAMPLING_PIECE], t[i:i + SAMPLING_PIECE],
+                                  prototypes[i:i + SAMPLING_PIECE])
+                      for i in range(0, x.shape[0], SAMPLING_PIECE)])

@@ -38,19 +38,34 @@ RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_bat
                                 steps=4000)
 
 # What RPG() with no preset adds to the cpu presets as the generated model grows: rows of
-# (up to this many generated values, settings). Whole-sequence training below 50K values; above,
-# a training step covers a window of tokens per checkpoint, so its cost stays flat in model size.
-# docs/performance.md has the measurements behind each row.
+# (up to this many generated values, settings). Whole-sequence training below 50K values. Above,
+# a training step covers a window of tokens per checkpoint, so its cost stays flat in model size,
+# and each token gets its own learnable position vector, learning at 500x the network's rate:
+# with thousands of tokens a row is in the batch only a few hundred times in a whole fit, and at
+# the network's rate it cannot move far enough from its start (docs/performance.md has the
+# measurements behind each row).
 SIZE_RULES: list[tuple[float, dict]] = [
     (50_000, {}),
     # 8 checkpoints x 32 tokens: the backbone computes exactly the 256 prototypes the loss uses
-    (float("inf"), dict(train_window=32, batch_size=8, diffusion_batch=256, steps=3000)),
+    (float("inf"), dict(train_window=32, batch_size=8, diffusion_batch=256,
+                        position_embedding="learnable", position_lr_scale=500.0)),
 ]
+# Above the first row, steps grow with the token count so that every token is in the batch
+# about this many times (measured enough on 190K and 1M-parameter MLPs), never fewer than
+# MIN_WINDOWED_STEPS; rounded up to a multiple of 500.
+VISITS_PER_TOKEN = 180
+MIN_WINDOWED_STEPS = 1500
 
 
-def size_settings(num_values: int) -> dict:
+def size_settings(num_values: int, token_size: int = 256) -> dict:
     """The settings the size rule adds for a model of ``num_values`` generated values."""
     for limit, settings in SIZE_RULES:
         if num_values <= limit:
-            return dict(settings)
+            out = dict(settings)
+            if out.get("train_window"):
+                tokens = -(-num_values // token_size)
+                per_step = out["diffusion_batch"]
+                steps = -(-VISITS_PER_TOKEN * tokens // per_step)
+                out["steps"] = max(MIN_WINDOWED_STEPS, -(-steps // 500) * 500)
+            return out
     return {}
