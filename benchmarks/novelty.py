@@ -104,6 +104,14 @@ SETTINGS: dict[str, dict] = {
                                       collection="aligned"),
     "aligned, run-state (RPG defaults + align auto)": dict(fit={}, sample={},
                                                            collection="aligned"),
+    "run-state, temperature 1.25": dict(fit={"permutation_state": "run"}, sample={},
+                                        temperature=1.25, reuse="run-state"),
+    "aligned, checkpoint-state, ddpm": dict(fit={"permutation_state": "checkpoint"},
+                                            sample={"sampler": "ddpm"}, collection="aligned",
+                                            reuse="aligned, checkpoint-state"),
+    "aligned, checkpoint-state, temperature 1.25": dict(
+        fit={"permutation_state": "checkpoint"}, sample={}, temperature=1.25,
+        collection="aligned", reuse="aligned, checkpoint-state"),
     "learnable positions x50 lr, run-state": dict(
         fit={"permutation_state": "run", "position_embedding": "learnable",
              "position_lr_scale": 50.0}, sample={}),
@@ -115,7 +123,7 @@ ALIGNED_FROM = {"aligned": "default"}
 
 def with_temperature(temperature: float):
     """Scale the sampler's starting noise (benchmark-only patch of paramgen.methods.rpg)."""
-    import paramgen.methods.rpg as rpg_module
+    import paramgen.methods.rpg.generator as rpg_module  # where RPG.sample looks it up
 
     original = rpg_module.run_sampler
 
