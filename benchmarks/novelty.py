@@ -112,13 +112,15 @@ SETTINGS: dict[str, dict] = {
     "aligned, checkpoint-state, temperature 1.25": dict(
         fit={"permutation_state": "checkpoint"}, sample={}, temperature=1.25,
         collection="aligned", reuse="aligned, checkpoint-state"),
+    "aligned, checkpoint-state, 3x checkpoints": dict(fit={"permutation_state": "checkpoint"},
+                                                      sample={}, collection="aligned-more"),
     "learnable positions x50 lr, run-state": dict(
         fit={"permutation_state": "run", "position_embedding": "learnable",
              "position_lr_scale": 50.0}, sample={}),
 }
 # Collections a setting can train on: the benchmark's own (default), 3x the checkpoints per
 # run (more), and the default one aligned into the first run's basin (aligned).
-ALIGNED_FROM = {"aligned": "default"}
+ALIGNED_FROM = {"aligned": "default", "aligned-more": "more"}
 
 
 def with_temperature(temperature: float):
@@ -300,7 +302,7 @@ def main() -> None:
         ckpts = get_set(which)
         # Aligned settings are scored against the checkpoints the user gave (the unaligned
         # ones), and also against the aligned collection the generator saw.
-        score_on = sets["default"] if which in ALIGNED_FROM else ckpts
+        score_on = sets[ALIGNED_FROM[which]] if which in ALIGNED_FROM else ckpts
         aligned = ckpts if which in ALIGNED_FROM else None
         base = s.get("reuse")
         fit_s = None
