@@ -82,6 +82,7 @@ def collection(runs: int, per_run: int, epochs: int, spread: float, seed: int, d
 SEEDED: dict[str, dict] = {
     "run-state": dict(fit={"permutation_state": "run"}),
     "run-state, 3x checkpoints": dict(fit={"permutation_state": "run"}, collection="more"),
+    "run-state, 6x checkpoints": dict(fit={"permutation_state": "run"}, collection="more6"),
     "aligned, checkpoint-state": dict(fit={"permutation_state": "checkpoint"},
                                       collection="aligned"),
     "aligned, run-state (RPG defaults + align auto)": dict(fit={}, collection="aligned"),
@@ -120,19 +121,23 @@ SETTINGS: dict[str, dict] = {
     "aligned, checkpoint-state, temperature 1.25": dict(
         fit={"permutation_state": "checkpoint"}, sample={}, temperature=1.25,
         collection="aligned", reuse="aligned, checkpoint-state"),
+    "run-state, 6x checkpoints": dict(fit={"permutation_state": "run"}, sample={},
+                                      collection="more6"),
     "aligned, checkpoint-state, 3x checkpoints": dict(fit={"permutation_state": "checkpoint"},
                                                       sample={}, collection="aligned-more"),
     # The same generators sampled with other seeds: how much a beat count of 20 samples moves.
     **{f"{base}, sample seed {k}": dict(SEEDED[base], sample={"seed": k}, reuse=base)
-       for base in ("run-state", "run-state, 3x checkpoints", "aligned, checkpoint-state",
+       for base in ("run-state", "run-state, 3x checkpoints", "run-state, 6x checkpoints",
+                    "aligned, checkpoint-state",
                     "aligned, run-state (RPG defaults + align auto)") for k in (1, 2)},
     "learnable positions x50 lr, run-state": dict(
         fit={"permutation_state": "run", "position_embedding": "learnable",
              "position_lr_scale": 50.0}, sample={}),
 }
-# Collections a setting can train on: the benchmark's own (default), 3x the checkpoints per
-# run (more), and the default one aligned into the first run's basin (aligned).
+# Collections a setting can train on: the benchmark's own (default), 3x or 6x the checkpoints
+# per run over the same epochs (more, more6), and those aligned into the first run's basin.
 ALIGNED_FROM = {"aligned": "default", "aligned-more": "more"}
+MORE = {"more": 3, "more6": 6}  # checkpoints per run, as a multiple of --per-run
 
 
 def with_temperature(temperature: float):
@@ -273,13 +278,14 @@ def main() -> None:
     def get_set(which: str) -> pg.CheckpointSet:
         if which in sets:
             return sets[which]
-        if which == "more":
-            more = cache_path.parent / (f"novelty_collection_{args.runs}x{3 * args.per_run}_"
+        if which in MORE:
+            per_run = MORE[which] * args.per_run
+            more = cache_path.parent / (f"novelty_collection_{args.runs}x{per_run}_"
                                         f"{args.epochs}_{args.spread:g}_{args.seed}")
             if (more / "manifest.json").is_file():
                 sets[which] = pg.CheckpointSet.load(more)
             else:
-                sets[which] = collection(args.runs, 3 * args.per_run, args.epochs, args.spread,
+                sets[which] = collection(args.runs, per_run, args.epochs, args.spread,
                                          args.seed, data)
                 sets[which].save(more)
         elif which in ALIGNED_FROM:
