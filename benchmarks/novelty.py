@@ -12,11 +12,16 @@ Two reference rows frame the numbers: the originals themselves (novelty against 
 checkpoints) and checkpoints of new independent runs (what a generator producing genuinely new
 trained networks would score).
 
-    python benchmarks/novelty.py                         # every setting below, ~25 min, 1 thread
-    python benchmarks/novelty.py --only run-state --samples 10
-    python benchmarks/novelty.py --pdiff                 # p-diff with and without the latent fix
+Settings on an aligned collection (pg.align into run 0's basin) are scored against the
+checkpoints as given, and also against the aligned ones (the beatA / distA columns); a reference
+row scores midpoints of aligned checkpoints of different runs.
 
-Results are cached per setting in --cache (JSON), so an interrupted run continues.
+    python benchmarks/novelty.py --steps 1200                    # every setting, ~6 min a fit
+    python benchmarks/novelty.py --steps 1200 --only "run-state"  # an exact name: that one only
+    python benchmarks/novelty.py --steps 1200 --only "sample seed"   # a substring: all matching
+
+Results are cached per setting in --cache (JSON), so an interrupted run continues; fitted
+generators are saved next to it, so settings that only sample differently reuse them.
 """
 
 from __future__ import annotations
