@@ -12,11 +12,16 @@ Two reference rows frame the numbers: the originals themselves (novelty against 
 checkpoints) and checkpoints of new independent runs (what a generator producing genuinely new
 trained networks would score).
 
-    python benchmarks/novelty.py                         # every setting below, ~25 min, 1 thread
-    python benchmarks/novelty.py --only run-state --samples 10
-    python benchmarks/novelty.py --pdiff                 # p-diff with and without the latent fix
+Settings on an aligned collection (pg.align into run 0's basin) are scored against the
+checkpoints as given, and also against the aligned ones (the beatA / distA columns); a reference
+row scores midpoints of aligned checkpoints of different runs.
 
-Results are cached per setting in --cache (JSON), so an interrupted run continues.
+    python benchmarks/novelty.py --steps 1200                    # every setting, ~6 min a fit
+    python benchmarks/novelty.py --steps 1200 --only "run-state"  # an exact name: that one only
+    python benchmarks/novelty.py --steps 1200 --only "sample seed"   # a substring: all matching
+
+Results are cached per setting in --cache (JSON), so an interrupted run continues; fitted
+generators are saved next to it, so settings that only sample differently reuse them.
 """
 
 from __future__ import annotations
@@ -78,6 +83,15 @@ def collection(runs: int, per_run: int, epochs: int, spread: float, seed: int, d
     return pg.CheckpointSet.from_state_dicts(sds, runs=run_ids)
 
 
+# Collections and fit overrides of the settings that are re-sampled with other seeds below.
+SEEDED: dict[str, dict] = {
+    "run-state": dict(fit={"permutation_state": "run"}),
+    "run-state, 3x checkpoints": dict(fit={"permutation_state": "run"}, collection="more"),
+    "run-state, 6x checkpoints": dict(fit={"permutation_state": "run"}, collection="more6"),
+    "aligned, checkpoint-state": dict(fit={"permutation_state": "checkpoint"},
+                                      collection="aligned"),
+    "aligned, run-state (RPG defaults + align auto)": dict(fit={}, collection="aligned"),
+}
 # A setting: RPG config overrides, fit steps, sampling options, collection (default / "more").
 SETTINGS: dict[str, dict] = {
     "checkpoint-state (cpu default)": dict(fit={}, sample={}),
@@ -95,12 +109,45 @@ SETTINGS: dict[str, dict] = {
                                               "prototype_skip": False}, sample={}),
     "run-state, 3x checkpoints": dict(fit={"permutation_state": "run"}, sample={},
                                       collection="more"),
+    "run-state, 2400 steps": dict(fit={"permutation_state": "run"}, sample={}, steps=2400),
+    # Trained on the collection aligned into run 0's basin (pg.align, weight matching, one
+    # permutation per run); scored against the checkpoints the user gave (and, stricter,
+    # against the aligned ones, whose cross-run mixtures are accurate).
+    "aligned, no state": dict(fit={"permutation_state": "none"}, sample={}, collection="aligned"),
+    "aligned, checkpoint-state": dict(fit={"permutation_state": "checkpoint"}, sample={},
+                                      collection="aligned"),
+    "aligned, run-state (RPG defaults + align auto)": dict(fit={}, sample={},
+                                                           collection="aligned"),
+    "run-state, temperature 1.25": dict(fit={"permutation_state": "run"}, sample={},
+                                        temperature=1.25, reuse="run-state"),
+    "aligned, checkpoint-state, ddpm": dict(fit={"permutation_state": "checkpoint"},
+                                            sample={"sampler": "ddpm"}, collection="aligned",
+                                            reuse="aligned, checkpoint-state"),
+    "aligned, checkpoint-state, temperature 1.25": dict(
+        fit={"permutation_state": "checkpoint"}, sample={}, temperature=1.25,
+        collection="aligned", reuse="aligned, checkpoint-state"),
+    "run-state, 6x checkpoints": dict(fit={"permutation_state": "run"}, sample={},
+                                      collection="more6"),
+    "aligned, checkpoint-state, 3x checkpoints": dict(fit={"permutation_state": "checkpoint"},
+                                                      sample={}, collection="aligned-more"),
+    # The same generators sampled with other seeds: how much a beat count of 20 samples moves.
+    **{f"{base}, sample seed {k}": dict(SEEDED[base], sample={"seed": k}, reuse=base)
+       for base in ("run-state", "run-state, 3x checkpoints", "run-state, 6x checkpoints",
+                    "aligned, checkpoint-state",
+                    "aligned, run-state (RPG defaults + align auto)") for k in (1, 2)},
+    "learnable positions x50 lr, run-state": dict(
+        fit={"permutation_state": "run", "position_embedding": "learnable",
+             "position_lr_scale": 50.0}, sample={}),
 }
+# Collections a setting can train on: the benchmark's own (default), 3x or 6x the checkpoints
+# per run over the same epochs (more, more6), and those aligned into the first run's basin.
+ALIGNED_FROM = {"aligned": "default", "aligned-more": "more"}
+MORE = {"more": 3, "more6": 6}  # checkpoints per run, as a multiple of --per-run
 
 
 def with_temperature(temperature: float):
     """Scale the sampler's starting noise (benchmark-only patch of paramgen.methods.rpg)."""
-    import paramgen.methods.rpg as rpg_module
+    import paramgen.methods.rpg.generator as rpg_module  # where RPG.sample looks it up
 
     original = rpg_module.run_sampler
 
@@ -111,7 +158,18 @@ def with_temperature(temperature: float):
     return lambda: setattr(rpg_module, "run_sampler", original)
 
 
-def score_samples(samples, ckpts, data, noise_scales) -> dict:
+def score_samples(samples, ckpts, data, noise_scales, aligned=None) -> dict:
+    """Scores against `ckpts` (the checkpoints the user gave). With `aligned` (the same
+    checkpoints permuted into one basin), also the beat count against the aligned collection's
+    baselines and the distance to the nearest aligned checkpoint (novelty, which compares
+    predictions, is the same against both: a permutation keeps every model's function)."""
+    res = _scores(samples, ckpts, data, noise_scales)
+    if aligned is not None:
+        res["aligned"] = _scores(samples, aligned, data, noise_scales)
+    return res
+
+
+def _scores(samples, ckpts, data, noise_scales) -> dict:
     rep = evaluate(samples, ckpts, data=(data[2], data[3]), model=LayerNormMLP(),
                    noise_scales=noise_scales, plots=False)
     won = rep.beats_both
@@ -125,6 +183,22 @@ def score_samples(samples, ckpts, data, noise_scales) -> dict:
             "orig_novelty": statistics.mean(v for v in rep.original_novelty if v == v),
             "orig_beat": sum(beat_originals(rep)), "orig_n": len(rep.original_scores),
             "orig_distance": statistics.mean(rep.original_distance)}
+
+
+def aligned_mixtures(aligned: pg.CheckpointSet, count: int, seed: int) -> list[dict]:
+    """Midpoints of `count` seeded pairs of aligned checkpoints from different runs: what a
+    generator that only interpolates the aligned runs would produce."""
+    import random
+
+    runs = aligned.runs
+    pairs = [(i, j) for i in range(len(aligned)) for j in range(i + 1, len(aligned))
+             if runs[i] != runs[j]]
+    random.Random(seed).shuffle(pairs)
+    out = []
+    for i, j in pairs[:count]:
+        a, b = aligned[i], aligned[j]
+        out.append({k: (a[k] + b[k]) / 2 if a[k].is_floating_point() else a[k] for k in a})
+    return out
 
 
 def beat_originals(rep) -> list[bool]:
@@ -147,9 +221,19 @@ def save_result(path: Path, key: str, name: str, res: dict) -> None:
 
 def row(name: str, r: dict, fit_s: float | None) -> str:
     fit = f"{fit_s:5.0f}" if fit_s is not None else "    -"
-    return (f"{name:34s} {r['n']:3d} {r['beat']:4d} {100 * r['share']:6.0f}% {r['mean']:7.2f} "
+    al = r.get("aligned")
+    vs_aligned = f"{al['beat']:4d} {al['distance']:8.4f}" if al else f"{'-':>4s} {'-':>8s}"
+    return (f"{name:48s} {r['n']:3d} {r['beat']:4d} {100 * r['share']:6.0f}% {r['mean']:7.2f} "
             f"{r['mean'] - r['orig_mean']:+6.2f} {r['std']:5.2f} {r['novelty']:7.3f} "
-            f"{r['distance']:8.4f} {fit}")
+            f"{r['distance']:8.4f} {vs_aligned} {fit}")
+
+
+def matches(name: str, only: list[str] | None, skip: list[str]) -> bool:
+    """--only/--skip: an exact setting name selects that setting alone, anything else is a
+    substring."""
+    def hit(o: str) -> bool:
+        return o == name or (o not in SETTINGS and o in name)
+    return (not only or any(hit(o) for o in only)) and not any(hit(o) for o in skip)
 
 
 def main() -> None:
@@ -194,44 +278,88 @@ def main() -> None:
                                                            noise_scales), "fit_s": None}
         save_result(cache_path, key, "new independent runs", results["new independent runs"])
     gens: dict[str, object] = {}
-    print(f"\n{'setting':34s} {'n':>3s} {'beat':>4s} {'share':>7s} {'mean':>7s} {'vs orig':>6s} "
-          f"{'std':>5s} {'novelty':>7s} {'distance':>8s} {'fit s':>5s}")
+    gen_dir = cache_path.parent / "novelty_generators" / key.replace("/", "_")
+
+    def get_set(which: str) -> pg.CheckpointSet:
+        if which in sets:
+            return sets[which]
+        if which in MORE:
+            per_run = MORE[which] * args.per_run
+            more = cache_path.parent / (f"novelty_collection_{args.runs}x{per_run}_"
+                                        f"{args.epochs}_{args.spread:g}_{args.seed}")
+            if (more / "manifest.json").is_file():
+                sets[which] = pg.CheckpointSet.load(more)
+            else:
+                sets[which] = collection(args.runs, per_run, args.epochs, args.spread,
+                                         args.seed, data)
+                sets[which].save(more)
+        elif which in ALIGNED_FROM:
+            t = time.time()
+            sets[which] = pg.align(get_set(ALIGNED_FROM[which]), model=LayerNormMLP(),
+                                   example_input=data[0][:2])
+            print(f"  (aligned {len(sets[which])} checkpoints into run 0's basin by weight "
+                  f"matching, one permutation per run: {time.time() - t:.1f} s)", flush=True)
+        else:
+            raise ValueError(f"unknown collection {which!r}")
+        return sets[which]
+
+    print(f"\n{'setting':48s} {'n':>3s} {'beat':>4s} {'share':>7s} {'mean':>7s} {'vs orig':>6s} "
+          f"{'std':>5s} {'novelty':>7s} {'distance':>8s} {'beatA':>4s} {'distA':>8s} {'fit s':>5s}")
     first = results["new independent runs"]
     ref = dict(first, n=first["orig_n"], beat=first["orig_beat"],
                share=first["orig_beat"] / first["orig_n"], mean=first["orig_mean"],
                std=0.0, novelty=first["orig_novelty"], distance=first["orig_distance"])
+    ref.pop("aligned", None)
     print(row("originals (vs the other ckpts)", ref, None), flush=True)
     print(row("new independent runs", first, None), flush=True)
+    mix_name = "mixtures of aligned pairs (reference)"
+    if matches(mix_name, args.only, args.skip) or any("aligned" in n and matches(n, args.only, args.skip)
+                                                     for n in SETTINGS):
+        if mix_name not in results:
+            mixed = aligned_mixtures(get_set("aligned"), args.samples, args.seed)
+            results[mix_name] = {**score_samples(mixed, sets["default"], data, noise_scales,
+                                                 aligned=get_set("aligned")), "fit_s": None}
+            save_result(cache_path, key, mix_name, results[mix_name])
+        print(row(mix_name, results[mix_name], None), flush=True)
     for name, s in SETTINGS.items():
-        if (args.only and not any(o in name for o in args.only)) or \
-                any(o in name for o in args.skip):
+        if not matches(name, args.only, args.skip):
             continue
         if name in results:
             print(row(name, results[name], results[name]["fit_s"]), flush=True)
             continue
         which = s.get("collection", "default")
-        if which not in sets:
-            sets[which] = collection(args.runs, 3 * args.per_run, args.epochs, args.spread,
-                                     args.seed, data)
-        ckpts = sets[which]
+        ckpts = get_set(which)
+        # Aligned settings are scored against the checkpoints the user gave (the unaligned
+        # ones), and also against the aligned collection the generator saw.
+        score_on = sets[ALIGNED_FROM[which]] if which in ALIGNED_FROM else ckpts
+        aligned = ckpts if which in ALIGNED_FROM else None
         base = s.get("reuse")
         fit_s = None
+        saved = gen_dir / (base or name).replace(" ", "_").replace(",", "")
         if base and base in gens:
             gen = gens[base]
+        elif base and (saved / "config.json").is_file():
+            gen = pg.RPG.from_pretrained(saved)
         else:
-            gen = pg.RPG(preset=args.preset, **s["fit"])
+            try:
+                gen = pg.RPG(preset=args.preset, **s["fit"])
+            except (TypeError, ValueError) as err:  # e.g. a setting this version lacks
+                print(f"{name:48s} skipped: {err}", flush=True)
+                continue
             t = time.time()
-            gen.fit(ckpts, steps=args.steps, seed=args.seed, progress=False)
+            gen.fit(ckpts, steps=s.get("steps", args.steps), seed=args.seed, progress=False)
             fit_s = time.time() - t
             gens[name] = gen
+            gen.save_pretrained(saved)  # a later "reuse" setting samples it again
         restore = with_temperature(s["temperature"]) if "temperature" in s else None
         try:
-            samples = gen.sample(args.samples, seed=args.seed, **s["sample"])
+            samples = gen.sample(args.samples, **{"seed": args.seed, **s["sample"]})
         finally:
             if restore:
                 restore()
-        res = score_samples(samples, ckpts, data, noise_scales)
+        res = score_samples(samples, score_on, data, noise_scales, aligned=aligned)
         res["fit_s"] = fit_s
+        res["fit_steps"] = s.get("steps", args.steps)
         results[name] = res
         save_result(cache_path, key, name, res)
         print(row(name, res, fit_s), flush=True)
