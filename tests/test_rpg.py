@@ -262,6 +262,27 @@ def test_size_rule_scales_steps_with_tokens_and_learns_positions():
     assert "positions learnable (lr x7)" in gen.settings_summary()
 
 
+def test_position_lr_scale_speeds_up_only_the_position_table():
+    plain = CheckpointSet.from_state_dicts(make_sds(3))
+    moved = {}
+    for scale in (1.0, 100.0):
+        torch.manual_seed(0)
+        gen = RPG(**{**TINY, "position_embedding": "learnable", "position_lr_scale": scale,
+                     "lr": 1e-4, "min_lr_ratio": 1.0, "weight_decay": 0.0})
+        gen.fit(plain, steps=1, progress=False)
+        start = sinusoidal_2d_table(gen)
+        moved[scale] = (gen.network.position.table.detach() - start).abs().max().item()
+    # AdamW's first step moves a parameter by about lr x scale whatever its gradient
+    assert moved[1.0] == pytest.approx(1e-4, rel=0.05)
+    assert moved[100.0] == pytest.approx(1e-2, rel=0.05)
+
+
+def sinusoidal_2d_table(gen):
+    from paramgen.embeddings import sinusoidal_2d
+
+    return sinusoidal_2d(gen.tokenizer.positions, gen.config.d_model[0])
+
+
 def test_fit_prints_the_chosen_settings_before_training(capsys):
     plain = CheckpointSet.from_state_dicts(make_sds(3))
     RPG(**TINY).fit(plain, steps=1, progress=True)
