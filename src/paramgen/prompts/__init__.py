@@ -47,6 +47,7 @@ from .backends import (
     available_backends,
     get_backend,
     register_backend,
+    resolve_backend,
 )
 from .bits import _as_bit_string, _check_not_trivial, class_names, describe_bits
 from .errors import LLMReplyError, PromptError
@@ -105,10 +106,7 @@ def parse_prompt(text: str, classes: str | Sequence[str] = "digits", *,
     if not isinstance(text, str):
         raise TypeError(f"prompt must be a string, got {type(text).__name__}")
     names = class_names(classes)
-    impl = get_backend(backend) if isinstance(backend, str) else backend
-    if not isinstance(impl, PromptBackend):
-        raise TypeError(f"backend must be a name or have to_bits(text, class_names), got "
-                        f"{backend!r}")
+    impl = resolve_backend(backend)
     bits = impl.to_bits(text, list(names))
     try:
         bits = _as_bit_string(bits, len(names))

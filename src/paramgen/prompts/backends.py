@@ -200,6 +200,15 @@ def available_backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
+def resolve_backend(backend: str | object) -> PromptBackend:
+    """A backend from its registered name, or ``backend`` itself once checked."""
+    impl = get_backend(backend) if isinstance(backend, str) else backend
+    if not isinstance(impl, PromptBackend):
+        raise TypeError(f"backend must be a name or have to_bits(text, class_names), got "
+                        f"{backend!r}")
+    return impl
+
+
 def get_backend(name: str = "rules", **options: object) -> PromptBackend:
     """Build the backend registered as ``name``; ``options`` go to its factory."""
     if name not in _BACKENDS:

@@ -63,15 +63,12 @@ def read_prompt(text: str, classes: str | Sequence[str] = "digits", *,
     ``backend="auto"`` (the default here) is the rules, then the semantic reader for unknown
     words when ``paramgen[text]`` is installed. A backend without ``read`` gives no notes.
     """
-    from .backends import PromptBackend, get_backend
+    from .backends import resolve_backend
 
     if not isinstance(text, str):
         raise TypeError(f"prompt must be a string, got {type(text).__name__}")
     names = class_names(classes)
-    impl = get_backend(backend) if isinstance(backend, str) else backend
-    if not isinstance(impl, PromptBackend):
-        raise TypeError(f"backend must be a name or have to_bits(text, class_names), got "
-                        f"{backend!r}")
+    impl = resolve_backend(backend)
     read = getattr(impl, "read", None)
     if callable(read):
         bits, notes = read(text, list(names))
