@@ -32,6 +32,19 @@ def test_new_folder_is_marked_and_everything_written_is_logged(tmp_path: Path) -
         "a.json", "sub/m.safetensors"}
 
 
+def test_another_process_preparing_the_same_folder_is_not_a_stranger(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    # what a second paramgen process leaves for a moment while it prepares the same folder
+    for name in (io.LOCK_FILE, ".paramgen-probe.x1y2", f".{io.OUTPUT_MARKER}.ab12.tmp"):
+        (out / name).write_text("")
+    assert io.output_kind(io.prepare_output_dir(out, kind="checkpoints")) == "checkpoints"
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / ".paramgen-output-lookalike.tmp").write_text("")
+    with pytest.raises(io.OutputError, match="not made by paramgen"):
+        io.prepare_output_dir(tmp_path / "foreign", kind="checkpoints")
+
+
 def test_fresh_deletes_only_what_paramgen_wrote(tmp_path: Path) -> None:
     out = io.prepare_output_dir(tmp_path / "out", kind="demo")
     io.write_text(out / "report.md", "old report")

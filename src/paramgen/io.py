@@ -292,9 +292,13 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False,
     path = check_writable(path)
     path.mkdir(parents=True, exist_ok=True)
     marker = path / OUTPUT_MARKER
+    # List before reading the marker: a process preparing the same new folder at the same time
+    # writes its marker before anything else, so whatever it wrote by the listing's time is
+    # covered by a marker the read below sees (no lock: it would stay behind in the folder).
+    names = [p.name for p in path.iterdir()]
     found = output_kind(path)
     ours = found == kind or (found is None and owned is not None and bool(owned(path)))
-    if not ours and not overwrite and any(p.name != LOCK_FILE for p in path.iterdir()):
+    if not ours and not overwrite and any(not _transient(n) for n in names):
         what = (f"holds paramgen's {found}, not {kind}" if found is not None
                 else "is not empty and was not made by paramgen")
         raise OutputError(f"{path} {what}; choose a new or empty folder, or pass --overwrite to "
@@ -306,6 +310,13 @@ def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False,
         write_text(marker, _MARKER_HEADER.format(kind=kind))
     _OUTPUT_ROOTS.add(root)
     return path
+
+
+def _transient(name: str) -> bool:
+    """paramgen's lock, a probe of check_writable, or the marker on its way (another process
+    preparing the same folder at the same time)."""
+    return (name == LOCK_FILE or name.startswith(".paramgen-probe.")
+            or (name.startswith(f".{OUTPUT_MARKER}.") and name.endswith(".tmp")))
 
 
 def discard_if_unused(path: str | os.PathLike) -> bool:
