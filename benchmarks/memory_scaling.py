@@ -248,9 +248,11 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def spawn(job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one job in a fresh interpreter and read its JSON answer from the last stdout line."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(job)]
+def spawn(job: dict[str, Any], timeout: float, script: str = __file__,
+          child_flag: str = "--child") -> dict[str, Any]:
+    """Run one job in a fresh interpreter (``script child_flag JOB``) and read its JSON answer
+    from the last stdout line."""
+    cmd = [sys.executable, os.path.abspath(script), child_flag, json.dumps(job)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

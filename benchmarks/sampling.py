@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -265,16 +264,9 @@ def speed_child(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def spawn(job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "speed-child", json.dumps(job)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": "timeout", "message": f"no answer within {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
-        return {"error": "crashed", "message": f"exit {proc.returncode}: {tail[0][:300]}"}
-    return json.loads(lines[-1])
+    from memory_scaling import spawn as spawn_child
+
+    return spawn_child(job, timeout, script=__file__, child_flag="speed-child")
 
 
 def run_speed(args) -> None:
