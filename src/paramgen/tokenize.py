@@ -38,6 +38,12 @@ _LAYOUT = "tokenizer layout"  # named in errors about an unknown dtype
 _FLATTEN_PIECE = 1 << 20  # values Tokenizer.flatten and .tokenize handle at a time
 
 
+def slot_mask(valid: Tensor, token_size: int) -> Tensor:
+    """Bool [..., token_size]: which slots of tokens holding ``valid`` [...] values each are
+    values (a token's values fill its first slots; the rest is padding)."""
+    return torch.arange(token_size, device=valid.device) < valid[..., None]
+
+
 def is_generated(tensor: Tensor) -> bool:
     """Whether a tensor of a state dict is generated (else it is copied)."""
     return tensor.is_floating_point() and tensor.numel() > 0
@@ -223,8 +229,7 @@ class Tokenizer:
 
     def mask_rows(self, start: int, end: int) -> Tensor:
         """Bool [end - start, T]: which slots of tokens ``start:end`` hold values (not padding)."""
-        slots = torch.arange(self.token_size)
-        return slots[None, :] < self.token_valid[start:end, None]
+        return slot_mask(self.token_valid[start:end], self.token_size)
 
     @property
     def mask(self) -> Tensor:

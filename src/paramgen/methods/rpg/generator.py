@@ -27,7 +27,8 @@ from paramgen.methods.rpg.network import RPGNetwork
 from paramgen.methods.rpg.token_store import goes_to_file
 from paramgen.methods.rpg.token_store import tokenize as tokenize_collection
 from paramgen.methods.rpg.window import WindowCarry, window_index
-from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
+from paramgen.tokenize import (Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer,
+                               slot_mask)
 from paramgen.training import Stage, StepContext
 
 
@@ -255,8 +256,7 @@ class RPG(Generator):
         picked = torch.randperm(b * W, generator=ctx.generator)[:min(per_process, b * W)]
         picked = picked.to(ctx.device)
         x0 = tokens.windows(mine, index).reshape(b * W, T)[picked]
-        slots = torch.arange(T, device=index.device)
-        m = ((slots < data["valid"][index][..., None]) & real[..., None]).reshape(b * W, T)[picked]
+        m = (slot_mask(data["valid"][index], T) & real[..., None]).reshape(b * W, T)[picked]
         with ctx.autocast():
             h = net.window_input(st, cd, index)
             protos, after = net.backbone.forward_stateful(h, carry.gather(mine, h.dtype))
