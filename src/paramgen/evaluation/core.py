@@ -158,16 +158,22 @@ def _sample_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def _read_sample(f: Path) -> dict[str, Tensor]:
+    """The state dict in `f`; a ValueError saying why not (without the path) otherwise."""
     try:
         return load_file(str(f))
     except Exception as exc:  # safetensors raises its own error types for torn/foreign files
-        raise ValueError(f"{f}: cannot read as safetensors: {exc}") from None
+        raise ValueError(f"cannot read as safetensors: {exc}") from None
 
 
 def load_samples(folder: str | os.PathLike) -> tuple[list[str], list[dict[str, Tensor]]]:
     """File names and state dicts of every `*.safetensors` file directly in `folder`, sorted."""
-    files = _sample_files(folder)
-    return [f.name for f in files], [_read_sample(f) for f in files]
+    files, sds = _sample_files(folder), []
+    for f in files:
+        try:
+            sds.append(_read_sample(f))
+        except ValueError as exc:
+            raise ValueError(f"{f}: {exc}") from None
+    return [f.name for f in files], sds
 
 
 def scan_samples(folder: str | os.PathLike, reference: StateDict,
@@ -187,7 +193,7 @@ def scan_samples(folder: str | os.PathLike, reference: StateDict,
         try:
             sd = _read_sample(f)
         except ValueError as exc:
-            skipped[f.name] = str(exc).removeprefix(f"{f}: ")
+            skipped[f.name] = str(exc)
             continue
         try:
             check_compatible([sd], reference, [str(f)], reference_name)
