@@ -69,6 +69,14 @@ class _Scored:
 
     title = ""
 
+    def own_fields(self) -> dict:
+        """What this baseline adds to :meth:`to_dict` (its groups and how its models were made)."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return {**self.own_fields(), "scores": self.scores, "similarities": self.similarities,
+                "novelty": self.novelty, "distances": self.distances}
+
 
 @dataclass
 class NoiseBaseline(_Scored):
@@ -85,9 +93,8 @@ class NoiseBaseline(_Scored):
     def groups(self) -> list[float]:
         return self.scales
 
-    def to_dict(self) -> dict:
-        return {"scales": self.scales, "scores": self.scores, "similarities": self.similarities,
-                "novelty": self.novelty, "distances": self.distances, "sources": self.sources}
+    def own_fields(self) -> dict:
+        return {"scales": self.scales, "sources": self.sources}
 
 
 @dataclass
@@ -105,10 +112,8 @@ class MixtureBaseline(_Scored):
     def groups(self) -> list[float]:
         return self.alphas
 
-    def to_dict(self) -> dict:
-        return {"alphas": self.alphas, "pairs": [list(p) for p in self.pairs],
-                "scores": self.scores, "similarities": self.similarities,
-                "novelty": self.novelty, "distances": self.distances}
+    def own_fields(self) -> dict:
+        return {"alphas": self.alphas, "pairs": [list(p) for p in self.pairs]}
 
 
 def _score_models(models: list[StateDict], labels: list[str], model: nn.Module, x: Tensor,
