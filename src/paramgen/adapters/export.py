@@ -9,7 +9,6 @@ was trained on (``info["peft_config"]``, kept by ``paramgen collect --lora`` and
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +18,7 @@ __all__ = ["resolve_peft_config", "sample_to_peft"]
 
 def resolve_peft_config(generator: Any, peft_config: Any = None) -> dict[str, Any]:
     """The adapter config samples are written with (see the module docstring)."""
-    from paramgen.adapters.folders import ADAPTER_CONFIG
+    from paramgen.adapters.folders import ADAPTER_CONFIG, read_adapter_config
 
     if peft_config is None:
         info = getattr(generator, "collection_info", None) or {}
@@ -35,10 +34,7 @@ def resolve_peft_config(generator: Any, peft_config: Any = None) -> dict[str, An
         path = path / ADAPTER_CONFIG if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"peft_config {str(peft_config)!r}: {path} does not exist")
-        try:
-            peft_config = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        peft_config = read_adapter_config(path)
     if not isinstance(peft_config, dict) or "peft_type" not in peft_config:
         raise ValueError(f"peft_config must be a PEFT adapter config with a 'peft_type', got "
                          f"{type(peft_config).__name__}")

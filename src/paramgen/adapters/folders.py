@@ -16,7 +16,8 @@ import torch
 
 from paramgen import io
 
-__all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "read_peft_folder", "write_peft_folder"]
+__all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "read_adapter_config", "read_peft_folder",
+           "write_peft_folder"]
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -32,6 +33,20 @@ def write_peft_folder(directory: str | os.PathLike, state_dict: Mapping[str, tor
                         metadata={"format": "pt", **(metadata or {})})
     io.write_text(directory / ADAPTER_CONFIG, json.dumps(dict(config), indent=2, sort_keys=True))
     return directory
+
+
+def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A PEFT ``adapter_config.json``; CheckpointError naming the file if it is not one."""
+    from paramgen.checkpoints import CheckpointError
+
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or "peft_type" not in config:
+        raise CheckpointError(f"{path}: not a PEFT adapter config (no 'peft_type' key)")
+    return config
 
 
 def read_peft_folder(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
@@ -51,12 +66,7 @@ def read_peft_folder(directory: str | os.PathLike) -> tuple[dict[str, torch.Tens
             hint = ("; it holds adapter_model.bin, a pickle, which paramgen does not unpickle: "
                     "load it with peft and save it again (safe_serialization=True)")
         raise FileNotFoundError(f"{weights} is missing{hint}")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or "peft_type" not in config:
-        raise CheckpointError(f"{cfg_path}: not a PEFT adapter config (no 'peft_type' key)")
+    config = read_adapter_config(cfg_path)
     state = _load_safetensors(weights)
     if not state:
         raise CheckpointError(f"{weights}: holds no tensors")
