@@ -41,21 +41,14 @@ from paramgen.data import load
 from paramgen.evaluate import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rpg_parity import LayerNormMLP  # noqa: E402  (the same model as the parity benchmark)
+from rpg_parity import LayerNormMLP, converged  # noqa: E402  (the parity benchmark's model)
 
 
 def train_run(seed: int, epochs: int, spread: float, per_run: int, data) -> list[dict]:
     """One run: `epochs` epochs at lr 3e-3, then `spread` epochs at 1e-3 with `per_run`
     checkpoints spread uniformly over them."""
     x_tr, y_tr = data[0], data[1]
-    torch.manual_seed(seed)
-    model = LayerNormMLP()
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x_tr)).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx]).backward()
-            opt.step()
+    model = converged(seed, epochs, x_tr, y_tr)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     steps_per_epoch = len(torch.randperm(len(x_tr)).split(64))
     total = max(per_run, round(spread * steps_per_epoch))

@@ -38,9 +38,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
-def make_collection(n: int, epochs: int, seed: int):
-    """Plain loop: train to convergence, then one more pass saving n checkpoints uniformly."""
-    x_tr, y_tr, x_te, y_te = load("mnist1d")
+def converged(seed: int, epochs: int, x_tr: torch.Tensor, y_tr: torch.Tensor) -> LayerNormMLP:
+    """A LayerNormMLP trained from seed ``seed`` for ``epochs`` epochs (Adam 3e-3, batches of 64)."""
     torch.manual_seed(seed)
     model = LayerNormMLP()
     opt = torch.optim.Adam(model.parameters(), 3e-3)
@@ -49,6 +48,13 @@ def make_collection(n: int, epochs: int, seed: int):
             opt.zero_grad()
             nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx]).backward()
             opt.step()
+    return model
+
+
+def make_collection(n: int, epochs: int, seed: int):
+    """Plain loop: train to convergence, then one more pass saving n checkpoints uniformly."""
+    x_tr, y_tr, x_te, y_te = load("mnist1d")
+    model = converged(seed, epochs, x_tr, y_tr)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     batches = torch.randperm(len(x_tr)).split(64)
     every = max(1, len(batches) // n)
