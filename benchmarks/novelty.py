@@ -84,6 +84,7 @@ SEEDED: dict[str, dict] = {
     "aligned, checkpoint-state": dict(fit={"permutation_state": "checkpoint"},
                                       collection="aligned"),
     "aligned, run-state (RPG defaults + align auto)": dict(fit={}, collection="aligned"),
+    "checkpoint-state": dict(fit={"permutation_state": "checkpoint"}),
 }
 # A setting: RPG config overrides, fit steps, sampling options, collection (default / "more").
 SETTINGS: dict[str, dict] = {
@@ -127,7 +128,18 @@ SETTINGS: dict[str, dict] = {
     **{f"{base}, sample seed {k}": dict(SEEDED[base], sample={"seed": k}, reuse=base)
        for base in ("run-state", "run-state, 3x checkpoints", "run-state, 6x checkpoints",
                     "aligned, checkpoint-state",
-                    "aligned, run-state (RPG defaults + align auto)") for k in (1, 2)},
+                    "aligned, run-state (RPG defaults + align auto)", "checkpoint-state")
+       for k in (1, 2)},
+    # New states at sampling: mixtures of the learned ones (with_state_mix).
+    "checkpoint-state": dict(SEEDED["checkpoint-state"], sample={}),
+    **{f"{base}, state mix {how}": dict(SEEDED[base], sample={}, mix=how, reuse=base)
+       for base, hows in (("aligned, checkpoint-state", ("in-run", "any", "gauss")),
+                          ("checkpoint-state", ("in-run", "any", "gauss")),
+                          ("aligned, run-state (RPG defaults + align auto)", ("any", "gauss")))
+       for how in hows},
+    **{f"aligned, checkpoint-state, state mix in-run, sample seed {k}": dict(
+        SEEDED["aligned, checkpoint-state"], sample={"seed": k}, mix="in-run",
+        reuse="aligned, checkpoint-state") for k in (1, 2)},
     "learnable positions x50 lr, run-state": dict(
         fit={"permutation_state": "run", "position_embedding": "learnable",
              "position_lr_scale": 50.0}, sample={}),
@@ -149,6 +161,38 @@ def with_temperature(temperature: float):
 
     rpg_module.run_sampler = patched
     return lambda: setattr(rpg_module, "run_sampler", original)
+
+
+def with_state_mix(gen, how: str, n: int, seed: int):
+    """Give `gen` n new permutation states, each a mixture of its learned ones, and return
+    their indices (benchmark-only patch: the generator's state table grows by n rows).
+
+    in-run: a random convex combination of two states of one run; any: of two states;
+    gauss: a draw from the Gaussian of the learned states (their mean and covariance).
+    """
+    table = gen.network.states.weight.detach()
+    runs = list(gen._state_runs)
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        if how == "gauss":
+            w = torch.randn(len(table), generator=g) / len(table) ** 0.5
+            mean = table.mean(0)
+            rows.append(mean + (w[:, None] * (table - mean)).sum(0))
+            continue
+        i = int(torch.randint(len(table), (1,), generator=g))
+        pool = [j for j in range(len(table)) if j != i and (how == "any" or runs[j] == runs[i])]
+        j = pool[int(torch.randint(len(pool), (1,), generator=g))]
+        a = float(torch.rand(1, generator=g))
+        rows.append(a * table[i] + (1 - a) * table[j])
+    old, old_n = gen.network.states, gen._num_states
+    grown = nn.Embedding(len(table) + n, table.shape[1])
+    grown.weight.data = torch.cat([table, torch.stack(rows)])
+    gen.network.states, gen._num_states = grown, len(table) + n
+
+    def restore():
+        gen.network.states, gen._num_states = old, old_n
+    return list(range(len(table), len(table) + n)), restore
 
 
 def score_samples(samples, ckpts, data, noise_scales, aligned=None) -> dict:
@@ -345,8 +389,12 @@ def main() -> None:
             gens[name] = gen
             gen.save_pretrained(saved)  # a later "reuse" setting samples it again
         restore = with_temperature(s["temperature"]) if "temperature" in s else None
+        extra = {}
+        if "mix" in s:
+            extra["state"], restore = with_state_mix(gen, s["mix"], args.samples,
+                                                    s["sample"].get("seed", args.seed))
         try:
-            samples = gen.sample(args.samples, **{"seed": args.seed, **s["sample"]})
+            samples = gen.sample(args.samples, **{"seed": args.seed, **s["sample"], **extra})
         finally:
             if restore:
                 restore()

@@ -243,6 +243,24 @@ def test_prepare_for_training_modes(two_runs):
         prepare_for_training(two_runs, "always")
 
 
+def test_a_cold_task_grid_gets_a_run_per_task(two_runs):
+    # Task models from independent initialisations, one run as a user's grid has: after
+    # aligning, each task (distinct condition) is its own run, so a generator keeps a state per
+    # task. A warm grid (fine-tunes of one model) stays one run and is left as it is.
+    bits = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    cold = CheckpointSet.from_state_dicts(list(two_runs), conditions=bits, info=INFO)
+    ready, message = prepare_for_training(cold, "auto")
+    assert ready.runs == [0, 0, 1, 1, 2, 2] and "own run" in message and "3 tasks" in message
+    assert torch.equal(ready.conditions, cold.conditions) and "aligned" in ready.info
+    base = _train_mlp(seed=0)
+    warm = CheckpointSet.from_state_dicts([_train_mlp(seed=s, steps=20, init=base)
+                                           for s in range(6)], conditions=bits, info=INFO)
+    kept, message = prepare_for_training(warm, "auto")
+    assert kept is warm and kept.runs == [0] * 6 and "own run" not in message
+    with pytest.raises(Exception, match="6 checkpoints"):
+        cold.with_runs([0, 1])
+
+
 def test_barrier_drops_after_alignment(two_runs):
     gen = torch.Generator().manual_seed(123)
     x = torch.randn(256, 10, generator=gen)

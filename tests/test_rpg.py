@@ -217,6 +217,35 @@ def test_block_streamed_prototypes_match_one_pass(backbone):
         torch.testing.assert_close(tokens, protos, atol=1e-5, rtol=1e-5)
 
 
+def test_a_condition_takes_the_state_of_the_run_trained_nearest_to_it(tmp_path):
+    # A task grid whose task models are independent runs: one state per task. Sampling a task
+    # uses that task's state; an unseen task the state of the nearest seen one (among ties, one
+    # of the tied); runs that all saw every condition are drawn among all, as before.
+    conds = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
+    grid = CheckpointSet.from_state_dicts(make_sds(6), conditions=conds, runs=[0, 0, 1, 1, 2, 2])
+    gen = RPG(config=RPGConfig(**TINY), backbone="lstm").fit(grid, progress=False)
+
+    def same(cond, state, n=5):
+        return torch.equal(gen.prototypes(n, cond, seed=3), gen.prototypes(n, cond, state=state))
+
+    assert same([0, 1, 0], 1) and same([0, 0, 1], 2) and same([0.9, 0.2, 0.0], 0)
+    tied = [gen.prototypes(1, [0, 1, 1], seed=s) for s in range(12)]
+    by_state = [gen.prototypes(1, [0, 1, 1], state=k) for k in range(3)]
+    picked = {next(k for k in range(3) if torch.equal(p, by_state[k])) for p in tied}
+    assert picked == {1, 2}
+    gen.save_pretrained(tmp_path / "g")
+    again = RPG.from_pretrained(tmp_path / "g")
+    assert torch.equal(again.prototypes(4, [0.1, 0.0, 0.9], seed=1),
+                       gen.prototypes(4, [0.1, 0.0, 0.9], state=2))
+
+    shared = CheckpointSet.from_state_dicts(make_sds(6), conditions=conds[::2] * 2,
+                                            runs=[0, 0, 0, 1, 1, 1])
+    gen = RPG(config=RPGConfig(**TINY), backbone="lstm").fit(shared, progress=False)
+    drawn = torch.randint(0, 2, (6,), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(gen.prototypes(6, [0, 1, 0], seed=5),
+                       gen.prototypes(6, [0, 1, 0], state=drawn.tolist()))
+
+
 def test_default_preset_follows_the_collection():
     plain = CheckpointSet.from_state_dicts(make_sds(4))
     gen = RPG(token_size=16, d_model=(32, 32), d_state=4, denoiser_channels=(1, 8, 16))

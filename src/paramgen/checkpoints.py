@@ -660,6 +660,20 @@ class CheckpointSet:
                              [copy.deepcopy(self._provenance[i]) for i in idx],
                              copy.deepcopy(self._info))
 
+    def with_runs(self, runs: Sequence[int]) -> "CheckpointSet":
+        """The same checkpoints with other run ids, one int per checkpoint (no data is copied):
+        e.g. each task model of a grid as its own run when the task models were trained from
+        independent initialisations."""
+        runs = list(runs)
+        if len(runs) != len(self._items):
+            raise CheckpointError(f"with_runs: {len(runs)} run ids for {len(self._items)} "
+                                  "checkpoints")
+        if not all(isinstance(r, int) and not isinstance(r, bool) for r in runs):
+            raise CheckpointError(f"with_runs: run ids must be ints, got {runs[:4]}")
+        out = self.subset(range(len(self._items)))
+        out._runs = runs
+        return out
+
     def stack(self, key: str) -> torch.Tensor:
         """One key across all checkpoints as a tensor [N, *shape]. For files on disk only that
         key is read from each file."""

@@ -111,7 +111,25 @@ def prepare_for_training(ckpts: CheckpointSet, mode: str = "auto",
         return ckpts, f"align: checkpoints share one basin ({ratios}); left as they are"
     aligned = align(ckpts, model, spec=spec)
     how = aligned.info["aligned"]
-    return aligned, (f"align: checkpoints come from several basins ({ratios}); aligned "
-                     f"{len(ckpts)} checkpoints to checkpoint 0 by weight matching, one "
-                     f"permutation per {how['by']} ({time.time() - t0:.1f} s); samples come out "
-                     "in checkpoint 0's basin (--align none to skip)")
+    message = (f"align: checkpoints come from several basins ({ratios}); aligned "
+               f"{len(ckpts)} checkpoints to checkpoint 0 by weight matching, one "
+               f"permutation per {how['by']} ({time.time() - t0:.1f} s); samples come out "
+               "in checkpoint 0's basin (--align none to skip)")
+    tasks = runs_per_task(aligned)
+    if tasks is not None:
+        aligned = aligned.with_runs(tasks)
+        message += (f"\nalign: the task models do not share an initialisation: each of the "
+                    f"{len(set(tasks))} tasks counts as its own run (one permutation state per "
+                    "task; a task to generate takes the state of the nearest seen task)")
+    return aligned, message
+
+
+def runs_per_task(ckpts: CheckpointSet) -> list[int] | None:
+    """Run ids giving every distinct condition its own run, for a one-run conditioned collection
+    (a task grid); None for anything else. For a grid found to span several basins: with one
+    run, a generator's permutation state cannot tell the task models' basins apart, and a task
+    between two seen ones mixes them (measured: chance accuracy; docs/align.md)."""
+    if ckpts.conditions is None or len(set(ckpts.runs)) > 1:
+        return None
+    rows: dict[tuple, int] = {}
+    return [rows.setdefault(tuple(c.tolist()), len(rows)) for c in ckpts.conditions]

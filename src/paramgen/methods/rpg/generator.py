@@ -63,6 +63,9 @@ class RPG(Generator):
         self._state_kind = "none"
         self._num_states = 0
         self._state_runs: list[int] = []
+        # The conditions each permutation state was trained with: rows [R, C] and the state of
+        # each row. Sampling a condition picks among the states trained nearest to it.
+        self._state_conditions: tuple[Tensor, Tensor] | None = None
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -181,6 +184,7 @@ class RPG(Generator):
         cond = None if conditions is None else torch.as_tensor(conditions, dtype=torch.float32)
         self._build(tokenizer, num_states, None if cond is None else int(cond.shape[1]))
         self._record_conditions(cond)
+        self._state_conditions = _conditions_of_states(state_of, cond)
 
         device = engine.device
         carry = None
@@ -298,10 +302,14 @@ class RPG(Generator):
             torch.autocast(device.type, enabled=False)
 
     def _pick_states(self, n: int, state: int | Sequence[int] | None,
-                     gen: torch.Generator) -> Tensor | None:
+                     gen: torch.Generator, cond: Tensor | None = None) -> Tensor | None:
         if self._num_states > 0:
             if state is None:
-                return torch.randint(0, self._num_states, (n,), generator=gen)
+                nearest = self._states_nearest(cond)
+                if nearest is None:  # every state is as near as any other: draw among all
+                    return torch.randint(0, self._num_states, (n,), generator=gen)
+                picks = torch.randint(0, 2 ** 62, (n,), generator=gen)
+                return torch.tensor([int(c[int(p) % len(c)]) for c, p in zip(nearest, picks)])
             states = torch.as_tensor(state, dtype=torch.long).reshape(-1).expand(n).clone()
             if int(states.min()) < 0 or int(states.max()) >= self._num_states:
                 raise ValueError(f"permutation state must be in [0, {self._num_states}), "
@@ -312,6 +320,25 @@ class RPG(Generator):
                              f"(permutation_state={self._state_kind!r})")
         return None
 
+    def _states_nearest(self, cond: Tensor | None) -> list[Tensor] | None:
+        """For each sample's condition, the states whose training conditions include the nearest
+        one to it (L2), or None when that is every state for every sample (one run of tasks, or
+        runs that all saw the same conditions). A task grid whose task models come from
+        independent initialisations has a state per task: an unseen task takes the state of the
+        seen task nearest to it, where a state drawn at random would mix two tasks' basins."""
+        if cond is None or self._state_conditions is None:
+            return None
+        rows, owner = self._state_conditions
+        dist = torch.cdist(cond.float().cpu(), rows,  # [n, R], exact: ties must stay ties
+                           compute_mode="donot_use_mm_for_euclid_dist")
+        best = torch.full((len(cond), self._num_states), float("inf"))
+        best = best.scatter_reduce(1, owner.expand(len(cond), -1), dist, "amin")
+        low = best.min(dim=1, keepdim=True).values
+        near = best <= low + 1e-5 * (1 + low)
+        if bool(near.all()):
+            return None
+        return [row.nonzero().flatten() for row in near]
+
     @torch.no_grad()
     def prototypes(self, n: int, condition: Any = None, seed: int = 0,
                    state: int | Sequence[int] | None = None) -> Tensor:
@@ -320,7 +347,7 @@ class RPG(Generator):
         device = self.device
         net = self.network.to(device).eval()
         cond = self._conditions(condition, n, device)
-        states = self._pick_states(n, state, torch.Generator().manual_seed(seed))
+        states = self._pick_states(n, state, torch.Generator().manual_seed(seed), cond)
         states = states.to(device) if states is not None else None
         with self._autocast(device):
             return net.prototypes(states, cond, n).float()
@@ -349,7 +376,7 @@ class RPG(Generator):
         device = self.device
         net = self.network.to(device).eval()
         cond = self._conditions(condition, n, device)
-        states = self._pick_states(n, state, torch.Generator().manual_seed(seed))
+        states = self._pick_states(n, state, torch.Generator().manual_seed(seed), cond)
         noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
         L, T = self.tokenizer.num_tokens, self.tokenizer.token_size
         # sequential: one model at a time, a small block of tokens a call (one token a call
@@ -468,6 +495,9 @@ class RPG(Generator):
     def _saved_tensors(self) -> dict[str, Tensor]:
         tensors = {f"network.{k}": v for k, v in self.network.state_dict().items()}
         tensors.update(self.tokenizer.copied_tensors())
+        if self._state_conditions is not None:
+            tensors["state_conditions.rows"], tensors["state_conditions.state"] = \
+                self._state_conditions
         return tensors
 
     def _restore(self, config: dict, tensors: dict[str, Tensor], where: Path) -> None:
@@ -476,6 +506,19 @@ class RPG(Generator):
         self._state_runs = list(config.get("state_runs") or [])
         self._build(tokenizer, int(config["num_states"]), config.get("condition_dim"))
         load_module(self.network, tensors, "network", where)
+        # (generators saved before this was recorded draw states at random, as they did)
+        rows, owner = tensors.get("state_conditions.rows"), tensors.get("state_conditions.state")
+        self._state_conditions = None if rows is None or owner is None else \
+            (rows.float(), owner.long())
+
+
+def _conditions_of_states(state_of: Tensor | None, cond: Tensor | None
+                          ) -> tuple[Tensor, Tensor] | None:
+    """The distinct (state, condition) pairs of the training set: rows [R, C], states [R]."""
+    if state_of is None or cond is None:
+        return None
+    pairs = torch.unique(torch.cat([state_of[:, None].float(), cond.float()], dim=1), dim=0)
+    return pairs[:, 1:].contiguous(), pairs[:, 0].long().contiguous()
 
 
 def _denoise_in_pieces(net: RPGNetwork, x: Tensor, t: Tensor, prototypes: Tensor) -> Tensor:
