@@ -25,7 +25,7 @@ import paramgen as pg
 from paramgen.align import align, barrier, basin_test, structure_for
 from paramgen.align.auto import runs_per_task
 from paramgen.commands.train import split_tasks
-from paramgen.data import load, parse_bits, relabel, task_subset
+from paramgen.data import load, relabel, task_subset
 from paramgen.evaluation.core import build_model, predictions, score
 from paramgen.evaluation.similarity import max_similarity
 
@@ -221,17 +221,17 @@ def part_grid(args) -> None:
               f"{sum(v < 55 for v in generated):4d} "
               f"{statistics.mean(seen_gen) if seen_gen else float('nan'):6.1f}", flush=True)
 
-    def direct_of(grid, bits):
-        return max(100 * grid.metrics(i)["balanced_accuracy"] for i, t in enumerate(tasks)
-                   if t == bits)
+    # Each unseen task's directly trained model (the best of its checkpoints), per grid.
+    direct_of = {kind: [max(100 * grid.metrics(i)["balanced_accuracy"]
+                            for i, t in enumerate(tasks) if t == bits) for bits in unseen]
+                 for kind, grid in grids.items()}
 
     for kind, grid in grids.items():
         # What copying a trained model gives: the seen task nearest in bits (its checkpoints'
         # mean), and the best of all seen task models picked with the unseen task's test labels
         # (an oracle: no generator is told those).
-        direct, near, best = [], [], []
+        direct, near, best = direct_of[kind], [], []
         for bits in unseen:
-            direct.append(direct_of(grid, bits))
             dist = {i: sum(a != b for a, b in zip(tasks[i], bits)) for i in keep}
             low = min(dist.values())
             near.append(_bacc([grid[i] for i in keep if dist[i] == low], model, x_te, y_te, bits))
@@ -253,7 +253,7 @@ def part_grid(args) -> None:
             train = train.with_runs(runs_per_task(train))
         align_s = time.time() - t0
         gen, fit_s = fit(train, args.preset, args.steps)
-        direct = [direct_of(grid, bits) for bits in unseen]
+        direct = direct_of[kind]
         generated = [_bacc(gen.sample(args.samples, condition=bits, seed=0), model, x_te, y_te,
                            bits) for bits in unseen]
         seen_gen = [_bacc(gen.sample(args.samples, condition=bits, seed=0), model, x_te, y_te,
