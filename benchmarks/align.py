@@ -4,6 +4,7 @@
     python benchmarks/align.py grid     # (a) cold- vs warm-started task grid: unseen-task gap
     python benchmarks/align.py cost     # (c) seconds to align N checkpoints of P parameters
     python benchmarks/align.py barrier  # (d) loss barrier between two runs, before and after
+    python benchmarks/align.py neighbours  # (a') what seen task models, combined, give an unseen task
 
 Every part prints a table of measured numbers; `--small` runs a CI-sized version of each. One
 thread (set below): the machine these were measured on has 2 cores shared with other jobs.
@@ -59,8 +60,8 @@ def accuracies(sds, model, x, y, metric="accuracy") -> list[float]:
     return [100 * float(v) for v in score(preds, y, metric)]
 
 
-def fit(ckpts, preset: str, steps: int | None, seed: int = 0):
-    gen = pg.RPG(preset=preset)
+def fit(ckpts, preset: str, steps: int | None, seed: int = 0, **overrides):
+    gen = pg.RPG(preset=preset, **overrides)
     t0 = time.time()
     gen.fit(ckpts, steps=steps, seed=seed, progress=False)
     return gen, time.time() - t0
@@ -248,11 +249,15 @@ def part_grid(args) -> None:
         t0 = time.time()
         if method != "none":
             train = align(train, None if args.arch != "conv1d" else model, method=method,
-                          spec=spec, inputs=x_tr[:512], rounds=rounds)
-        if per_task:  # what `paramgen train --align auto` does with a cold grid
-            train = train.with_runs(runs_per_task(train))
+                          spec=spec, inputs=x_tr[:512], rounds=rounds,
+                          task_runs="auto" if per_task else "keep")
+        if per_task:  # what pg.align, `paramgen train` and RPG() do with a cold grid
+            train = train.with_runs(runs_per_task(train) or train.runs)
         align_s = time.time() - t0
-        gen, fit_s = fit(train, args.preset, args.steps)
+        # Without :task, one permutation state for the whole grid (what RPG did before it
+        # checked the task models' spread).
+        gen, fit_s = fit(train, args.preset, args.steps,
+                         **({} if per_task else {"permutation_state": "run"}))
         direct = direct_of[kind]
         generated = [_bacc(gen.sample(args.samples, condition=bits, seed=0), model, x_te, y_te,
                            bits) for bits in unseen]
@@ -262,6 +267,109 @@ def part_grid(args) -> None:
                                + (f", {rounds} rounds)" if rounds != 1 else ")"))
         label += ", a run per task" if per_task else ""
         line(label, ratio, align_s, fit_s, direct, generated, seen_gen)
+
+
+# ----------------------------------------------------------------------------- (a') neighbours
+
+def _nearest_tasks(tasks: list[str], bits: str, k: int) -> list[int]:
+    """Indices of one checkpoint each of the k seen tasks nearest to `bits` (Hamming, then
+    index): what a generator that interpolates seen tasks would have to combine."""
+    out, taken = [], set()
+    for i in sorted(range(len(tasks)), key=lambda i: (sum(a != b for a, b in zip(tasks[i], bits)), i)):
+        if tasks[i] not in taken:
+            taken.add(tasks[i])
+            out.append(i)
+            if len(out) == k:
+                break
+    return out
+
+
+def _ensemble_bacc(sds, model, x, y, bits) -> float:
+    """Balanced accuracy of the mean of the models' softmax outputs: a combination in function
+    space, which no single network of the architecture need be able to compute."""
+    from paramgen.evaluation.core import load_into
+
+    with torch.no_grad():
+        probs = []
+        for sd in sds:
+            load_into(model, sd)
+            probs.append(torch.softmax(model(x), dim=-1))
+    pred = torch.stack(probs).mean(0).argmax(-1)
+    return 100 * float(score(pred, relabel(y, bits), "balanced_accuracy"))
+
+
+def _ridge_models(ckpts, tasks: list[str], unseen: list[str], lam: float) -> list[dict]:
+    """A least-squares map from task bits (+-1 and a bias) to the flat parameters of the seen
+    task models, applied to the unseen bits: the smooth dependence a conditioned generator
+    would learn if the parameters varied smoothly with the task."""
+    keys = [k for k in ckpts.keys if ckpts.spec[k][1].is_floating_point]
+    def code(bits):
+        return [2.0 * float(c) - 1 for c in bits] + [1.0]
+    x = torch.tensor([code(t) for t in tasks], dtype=torch.float64)
+    w = torch.stack([torch.cat([ckpts[i][k].flatten().double() for k in keys])
+                     for i in range(len(ckpts))])
+    coef = torch.linalg.solve(x.T @ x + lam * torch.eye(x.shape[1], dtype=torch.float64), x.T @ w)
+    out = []
+    for bits in unseen:
+        flat, sd, o = torch.tensor(code(bits), dtype=torch.float64) @ coef, dict(ckpts[0]), 0
+        for k in keys:
+            n = sd[k].numel()
+            sd[k] = flat[o:o + n].reshape(sd[k].shape).to(sd[k].dtype)
+            o += n
+        out.append(sd)
+    return out
+
+
+def part_neighbours(args) -> None:
+    x_tr, _, x_te, y_te = load(args.data)
+    in_shape = tuple(x_tr.shape[1:])
+    model = make_model(args.arch, in_shape, 2, 0).eval()
+    grid = make_grid(args, warm=args.warm)
+    tasks = [grid.provenance(i)["task"] for i in range(len(grid))]
+    seen, unseen = split_tasks(tasks, args.holdout, 0)
+    unseen = unseen[:args.max_unseen]
+    keep = [i for i, t in enumerate(tasks) if t in set(seen)]
+    train = grid.subset(keep)
+    seen_tasks = [tasks[i] for i in keep]
+    direct = [max(100 * grid.metrics(i)["balanced_accuracy"] for i, t in enumerate(tasks)
+                  if t == bits) for bits in unseen]
+    kind = "warm" if args.warm else "cold"
+    print(f"\n(a') {kind} task grid of {args.arch} on {args.data}: {len(seen)} seen tasks, "
+          f"{len(unseen)} unseen; each unseen task from the k seen tasks nearest in bits "
+          "(one checkpoint each); balanced accuracy (%)")
+    print(f"{'combination':56s} {'k':>2s} {'mean':>6s} {'gap':>6s} {'worst':>6s} {'<55%':>4s}")
+    d = statistics.mean(direct)
+
+    def line(label, k, values):
+        print(f"{label:56s} {k:>2} {statistics.mean(values):6.1f} "
+              f"{d - statistics.mean(values):6.2f} {min(values):6.1f} "
+              f"{sum(v < 55 for v in values):4d}", flush=True)
+
+    print(f"{'directly trained':56s} {'':>2s} {d:6.1f} {0:6.2f} {min(direct):6.1f} "
+          f"{sum(v < 55 for v in direct):4d}")
+    ks = [k for k in args.neighbours if k > 0]
+    for k in ks:
+        line("softmax mean of the models (function space)", k,
+             [_ensemble_bacc([train[i] for i in _nearest_tasks(seen_tasks, b, k)], model, x_te,
+                             y_te, b) for b in unseen])
+    spec = structure_for(train, None if args.arch != "conv1d" else model)
+    for method, rounds in [("none", 1)] + [(m, r) for m in args.methods for r in (1, 3)]:
+        c = train if method == "none" else align(
+            train, None if args.arch != "conv1d" else model, method=method, spec=spec,
+            inputs=x_tr[:512], rounds=rounds, task_runs="keep")
+        label = "unaligned" if method == "none" else f"aligned ({method}, {rounds} round" \
+            + ("s)" if rounds > 1 else ")")
+        for k in ks:
+            means = []
+            for bits in unseen:
+                idx = _nearest_tasks(seen_tasks, bits, k)
+                means.append(_bacc([{key: torch.stack([c[i][key] for i in idx]).mean(0)
+                                     if c[0][key].is_floating_point() else c[0][key]
+                                     for key in c.keys}], model, x_te, y_te, bits))
+            line(f"{label}: weight mean", k, means)
+        ridge = _ridge_models(c, seen_tasks, unseen, lam=1.0)
+        line(f"{label}: ridge map bits -> weights", "", [_bacc([sd], model, x_te, y_te, b)
+                                                           for sd, b in zip(ridge, unseen)])
 
 
 # ----------------------------------------------------------------------------- (c) cost
@@ -340,7 +448,7 @@ def part_detect(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", choices=["runs", "grid", "cost", "barrier", "detect"])
+    ap.add_argument("part", choices=["runs", "grid", "neighbours", "cost", "barrier", "detect"])
     ap.add_argument("--ckpts", nargs="+", default=[], help="detect: collections to test")
     ap.add_argument("--runs-of", type=int, default=None, help="detect: only this run")
     ap.add_argument("--small", action="store_true", help="CI-sized run of the part")
@@ -370,13 +478,17 @@ def main() -> None:
                          "--align auto makes a cold grid) warm:none (default: "
                          "cold unaligned, cold aligned by each --methods, warm unaligned)")
     ap.add_argument("--collect-only", action="store_true", help="grid: only make the grids")
+    ap.add_argument("--neighbours", type=int, nargs="+", default=[1, 3, 5, 9],
+                    help="neighbours: how many nearest seen tasks to combine")
+    ap.add_argument("--warm", action="store_true", help="neighbours: the warm-started grid")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2_000, 10_000, 100_000, 1_000_000])
     ap.add_argument("--counts", type=int, nargs="+", default=[10, 100])
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
-    args.arch = args.arch or ("conv1d" if args.part == "grid" else "mlp")
+    grid_part = args.part in ("grid", "neighbours")
+    args.arch = args.arch or ("conv1d" if grid_part else "mlp")
     args.data = args.data or "mnist1d"
-    args.preset = args.preset or ("cpu-tasks" if args.part == "grid" else "cpu")
+    args.preset = args.preset or ("cpu-tasks" if grid_part else "cpu")
     args.pairs = [("mlp", "mnist1d"), ("cnn-s", "digits")]
     if args.small:
         args.runs, args.n, args.steps, args.samples = 2, 3, args.steps or 30, 3
@@ -384,8 +496,8 @@ def main() -> None:
         args.sizes, args.counts, args.pairs = [2_000], [4], [("mlp", "digits")]
         args.workdir = args.workdir + "-small"
     t0 = time.time()
-    {"runs": part_runs, "grid": part_grid, "cost": part_cost, "barrier": part_barrier,
-     "detect": part_detect}[args.part](args)
+    {"runs": part_runs, "grid": part_grid, "neighbours": part_neighbours, "cost": part_cost,
+     "barrier": part_barrier, "detect": part_detect}[args.part](args)
     print(f"\n({args.part}: {time.time() - t0:.0f} s on a shared 2-core machine, one thread)")
 
 

@@ -261,6 +261,27 @@ def test_a_cold_task_grid_gets_a_run_per_task(two_runs):
         cold.with_runs([0, 1])
 
 
+def test_pg_align_gives_a_cold_grid_a_run_per_task(two_runs):
+    # What a user calling pg.align and then RPG().fit gets, without paramgen train: align
+    # itself sees that matching moved most units and numbers the tasks as runs.
+    bits = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    cold = CheckpointSet.from_state_dicts(list(two_runs), conditions=bits, info=INFO)
+    for method in ("weights", "activations"):
+        out = align(cold, method=method, inputs=torch.randn(128, 10))
+        assert out.runs == [0, 0, 1, 1, 2, 2], method
+        assert out.info["aligned"]["runs"] == "one per task"
+        assert out.info["aligned"]["moved"] >= 0.5
+    assert align(cold, task_runs="keep").runs == [0] * 6
+    base = _train_mlp(seed=0)
+    warm = CheckpointSet.from_state_dicts([_train_mlp(seed=s, steps=20, init=base)
+                                           for s in range(6)], conditions=bits, info=INFO)
+    out = align(warm)
+    assert out.runs == [0] * 6 and "runs" not in out.info["aligned"]
+    assert out.info["aligned"]["moved"] < 0.5
+    with pytest.raises(ValueError, match="task_runs"):
+        align(cold, task_runs="always")
+
+
 def test_barrier_drops_after_alignment(two_runs):
     gen = torch.Generator().manual_seed(123)
     x = torch.randn(256, 10, generator=gen)

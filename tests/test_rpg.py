@@ -246,6 +246,31 @@ def test_a_condition_takes_the_state_of_the_run_trained_nearest_to_it(tmp_path):
                        gen.prototypes(6, [0, 1, 0], state=drawn.tolist()))
 
 
+def test_a_one_run_grid_of_independent_task_models_gets_a_state_per_task(capsys):
+    # No architecture needed: task models from independent initialisations lie ~sqrt(2) of
+    # their norm apart, fine-tunes of one model close together (paramgen.align.auto).
+    g = torch.Generator().manual_seed(0)
+    conds = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
+    inits = [{"fc.weight": torch.randn(5, 7, generator=g), "fc.bias": torch.randn(5, generator=g)}
+             for _ in range(3)]
+    cold = [{k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in inits[i // 2].items()}
+            for i in range(6)]
+    grid = CheckpointSet.from_state_dicts(cold, conditions=conds)
+    gen = RPG(config=RPGConfig(**TINY), backbone="lstm").fit(grid, progress=True)
+    assert gen._num_states == 3 and gen._state_runs == [0, 1, 2]
+    assert "one permutation state per task (3)" in capsys.readouterr().out
+    assert torch.equal(gen.prototypes(2, [0, 1, 0], seed=1), gen.prototypes(2, [0, 1, 0], state=1))
+    warm = [{k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in inits[0].items()}
+            for _ in range(6)]
+    gen = RPG(config=RPGConfig(**TINY), backbone="lstm").fit(
+        CheckpointSet.from_state_dicts(warm, conditions=conds), progress=True)
+    assert gen._num_states == 1 and "per task" not in capsys.readouterr().out
+    # An explicit choice is kept.
+    gen = RPG(config=RPGConfig(**TINY), backbone="lstm", permutation_state="run").fit(
+        grid, progress=False)
+    assert gen._num_states == 1
+
+
 def test_default_preset_follows_the_collection():
     plain = CheckpointSet.from_state_dicts(make_sds(4))
     gen = RPG(token_size=16, d_model=(32, 32), d_state=4, denoiser_channels=(1, 8, 16))

@@ -69,5 +69,10 @@ def run(args: argparse.Namespace) -> int:
     aligned.save(args.out)
     how = aligned.info["aligned"]
     print(f"aligned {len(aligned)} checkpoints to checkpoint {args.reference} by {args.method} "
-          f"matching, one permutation per {how['by']}, in {time.time() - t0:.1f} s -> {args.out}")
+          f"matching, one permutation per {how['by']} (moved {100 * how['moved']:.0f}% of hidden "
+          f"units), in {time.time() - t0:.1f} s -> {args.out}")
+    if how.get("runs") == "one per task":
+        print(f"the task models do not share an initialisation: each of the "
+              f"{len(set(aligned.runs))} tasks is written as its own run, so a generator keeps "
+              "one permutation state per task")
     return 0

@@ -116,6 +116,25 @@ class RPG(Generator):
             kind = "run" if conditioned or num_runs > 1 else "checkpoint"
         return kind
 
+    def _runs_for_states(self, ckpts, runs: list) -> tuple[list, str | None]:
+        """With ``permutation_state="auto"``, a one-run task grid whose task models lie as far
+        apart as independent initialisations do gets a run (so a state) per task; with one
+        state for all the generator cannot tell the tasks' basins apart and gives chance-level
+        models for seen tasks too (docs/align.md). Fine-tunes of one model keep one run."""
+        from paramgen.align.auto import SPREAD_THRESHOLD, runs_per_task, task_spread
+
+        if self.config.permutation_state != "auto" or len(set(runs)) > 1 or \
+                getattr(ckpts, "conditions", None) is None or not hasattr(ckpts, "with_runs"):
+            return runs, None
+        spread = task_spread(ckpts)
+        tasks = runs_per_task(ckpts)
+        if spread is None or spread <= SPREAD_THRESHOLD or tasks is None:
+            return runs, None
+        return tasks, (f"RPG: the task models lie as far apart as independent initialisations "
+                       f"(relative distance {spread:.2f} > {SPREAD_THRESHOLD}): one permutation "
+                       f"state per task ({len(set(tasks))}); a task to generate takes the state "
+                       "of the nearest seen task (pg.align first brings them into one basin)")
+
     def _build(self, tokenizer: Tokenizer, num_states: int, condition_dim: int | None) -> None:
         self.tokenizer = tokenizer
         self._condition_dim = condition_dim
@@ -147,6 +166,9 @@ class RPG(Generator):
         if progress and engine.process_index == 0:  # before a fit that may take an hour
             print(f"RPG settings ({self.preset}): {self.settings_summary(total, engine.device)}",
                   flush=True)
+        runs, note = self._runs_for_states(ckpts, runs)
+        if note and progress and engine.process_index == 0:
+            print(note, flush=True)
 
         torch.manual_seed(seed)
         part = self._select_keys(ckpts)
