@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 import statistics
 import time
 from pathlib import Path
@@ -24,13 +25,14 @@ from torch import nn
 
 import paramgen as pg
 from paramgen.align import align, barrier, basin_test, structure_for
-from paramgen.align.auto import runs_per_task
 from paramgen.commands.train import split_tasks
 from paramgen.data import load, relabel, task_subset
 from paramgen.evaluation.core import build_model, predictions, score
 from paramgen.evaluation.similarity import max_similarity
 
 torch.set_num_threads(1)
+# RPG says when it generates an unseen task as its nearest seen one; the tables say it here.
+warnings.filterwarnings("ignore", message="condition .* is not one of the training tasks")
 
 
 class TinyConv1d(nn.Module):
@@ -251,11 +253,10 @@ def part_grid(args) -> None:
             train = align(train, None if args.arch != "conv1d" else model, method=method,
                           spec=spec, inputs=x_tr[:512], rounds=rounds,
                           task_runs="auto" if per_task else "keep")
-        if per_task:  # what pg.align, `paramgen train` and RPG() do with a cold grid
-            train = train.with_runs(runs_per_task(train) or train.runs)
         align_s = time.time() - t0
-        # Without :task, one permutation state for the whole grid (what RPG did before it
-        # checked the task models' spread).
+        # With :task, what pg.align and RPG() do with a cold grid by themselves: a state per
+        # task, and an unseen task generated as its nearest seen task. Without, one
+        # permutation state for the whole grid (what RPG did before it checked the spread).
         gen, fit_s = fit(train, args.preset, args.steps,
                          **({} if per_task else {"permutation_state": "run"}))
         direct = direct_of[kind]
@@ -267,6 +268,11 @@ def part_grid(args) -> None:
                                + (f", {rounds} rounds)" if rounds != 1 else ")"))
         label += ", a run per task" if per_task else ""
         line(label, ratio, align_s, fit_s, direct, generated, seen_gen)
+        if gen._independent_tasks:  # the same generator, fed the unseen bits themselves
+            gen.config.unseen_task = "given"
+            given = [_bacc(gen.sample(args.samples, condition=bits, seed=0), model, x_te, y_te,
+                           bits) for bits in unseen]
+            line("  the same, unseen_task='given'", None, None, None, direct, given, None)
 
 
 # ----------------------------------------------------------------------------- (a') neighbours
@@ -474,8 +480,9 @@ def main() -> None:
     ap.add_argument("--per-task", type=int, default=2, help="grid: checkpoints per task")
     ap.add_argument("--variants", nargs="+", default=None, metavar="GRID:METHOD[:ROUNDS][:task]",
                     help="grid: which fits, e.g. cold:none cold:weights cold:weights:3 (3 rounds) "
-                         "cold:activations:task (each task model its own run, as paramgen train "
-                         "--align auto makes a cold grid) warm:none (default: "
+                         "cold:activations:task (a state per task where the task models lie in "
+                         "several basins, as pg.align and RPG() choose; without :task one state "
+                         "for the grid) warm:none (default: "
                          "cold unaligned, cold aligned by each --methods, warm unaligned)")
     ap.add_argument("--collect-only", action="store_true", help="grid: only make the grids")
     ap.add_argument("--neighbours", type=int, nargs="+", default=[1, 3, 5, 9],

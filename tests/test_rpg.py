@@ -1,6 +1,7 @@
 """RPG generator: API contract, files, conditions, resume, determinism (tiny sizes, seconds)."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -246,7 +247,7 @@ def test_a_condition_takes_the_state_of_the_run_trained_nearest_to_it(tmp_path):
                        gen.prototypes(6, [0, 1, 0], state=drawn.tolist()))
 
 
-def test_a_one_run_grid_of_independent_task_models_gets_a_state_per_task(capsys):
+def test_a_one_run_grid_of_independent_task_models_gets_a_state_per_task(capsys, tmp_path):
     # No architecture needed: task models from independent initialisations lie ~sqrt(2) of
     # their norm apart, fine-tunes of one model close together (paramgen.align.auto).
     g = torch.Generator().manual_seed(0)
@@ -260,15 +261,54 @@ def test_a_one_run_grid_of_independent_task_models_gets_a_state_per_task(capsys)
     assert gen._num_states == 3 and gen._state_runs == [0, 1, 2]
     assert "one permutation state per task (3)" in capsys.readouterr().out
     assert torch.equal(gen.prototypes(2, [0, 1, 0], seed=1), gen.prototypes(2, [0, 1, 0], state=1))
+    # An unseen task: the nearest seen task's state and condition, and a warning that says so.
+    with pytest.warns(UserWarning, match=r"condition \[0.9, 0.2, 0\] is not one of the "
+                                         r"training tasks.*nearest seen task's model \(100\)"):
+        unseen = gen.prototypes(2, [0.9, 0.2, 0.0], seed=1)
+    assert torch.equal(unseen, gen.prototypes(2, [1, 0, 0], state=0))
+    with pytest.warns(UserWarning, match="nearest seen task") as record:
+        assert len(gen.sample(1, condition=[1, 1, 0])) == 1  # a tie: one of the nearest
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    from paramgen.notices import ParamgenWarning
+    assert record[0].category is ParamgenWarning
+    gen.save_pretrained(tmp_path / "g")
+    again = RPG.from_pretrained(tmp_path / "g")
+    with pytest.warns(UserWarning, match="nearest seen task"):
+        assert torch.equal(again.prototypes(2, [0.9, 0.2, 0.0], seed=1), unseen)
+    gen.config.unseen_task = "given"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        given = gen.prototypes(2, [0.9, 0.2, 0.0], seed=1)
+    assert torch.equal(given, gen.prototypes(2, [0.9, 0.2, 0.0], state=0))
+    assert not torch.equal(given, unseen)
     warm = [{k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in inits[0].items()}
             for _ in range(6)]
     gen = RPG(config=RPGConfig(**TINY), backbone="lstm").fit(
         CheckpointSet.from_state_dicts(warm, conditions=conds), progress=True)
     assert gen._num_states == 1 and "per task" not in capsys.readouterr().out
+    with warnings.catch_warnings():  # one basin: an unseen task takes its own condition
+        warnings.simplefilter("error")
+        gen.prototypes(1, [1, 1, 0])
     # An explicit choice is kept.
     gen = RPG(config=RPGConfig(**TINY), backbone="lstm", permutation_state="run").fit(
         grid, progress=False)
     assert gen._num_states == 1
+
+
+def test_cli_says_an_unseen_task_of_a_cold_grid_is_its_nearest_seen_task(tmp_path, capsys):
+    from paramgen.cli import main
+
+    g = torch.Generator().manual_seed(1)
+    inits = [{"fc.weight": torch.randn(5, 7, generator=g)} for _ in range(2)]
+    grid = CheckpointSet.from_state_dicts([inits[i // 2] for i in range(4)],
+                                          conditions=[[1, 0], [1, 0], [0, 1], [0, 1]])
+    RPG(config=RPGConfig(**TINY), backbone="lstm").fit(grid, progress=False) \
+        .save_pretrained(tmp_path / "g")
+    assert main(["sample", "--gen", str(tmp_path / "g"), "-n", "1", "--out",
+                 str(tmp_path / "s"), "--condition", "11"]) == 0
+    err = capsys.readouterr().err
+    assert "paramgen sample: warning: condition 11 is not one of the training tasks" in err
+    assert "generator.py" not in err  # one line of the command, not a source location
 
 
 def test_default_preset_follows_the_collection():

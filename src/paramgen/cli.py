@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 # Idle OpenMP threads otherwise spin for their next job; on a small or shared machine the spinning
 # steals the cores that do the work (measured here: small torch ops 10-100x slower). Must be set
@@ -100,6 +101,21 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
             "it)"), EXIT_INTERNAL
 
 
+def _one_line_warning(command: str):
+    """A `warnings.showwarning` that prints paramgen's own warnings (`ParamgenWarning`) as one
+    line of the command (``paramgen sample: warning: ...``); other warnings print as usual."""
+    default = warnings.showwarning
+
+    from paramgen.notices import ParamgenWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ParamgenWarning):
+            print(f"paramgen {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -114,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        return int(_load(args.command).run(args) or 0)
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning is one line of the command's, like its errors
+                warnings.showwarning = _one_line_warning(args.command)
+            return int(_load(args.command).run(args) or 0)
     except KeyboardInterrupt:
         print(f"paramgen {args.command}: interrupted; run the same command again to resume.",
               file=sys.stderr)

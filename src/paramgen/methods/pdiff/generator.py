@@ -34,6 +34,7 @@ from paramgen.methods.base import Generator, check_finite, data_fingerprint, loa
 from paramgen.methods.pdiff.config import PDiffConfig
 from paramgen.methods.pdiff.network import PDiffNetwork
 from paramgen.methods.registry import register_method
+from paramgen.notices import ParamgenWarning
 from paramgen.tokenize import Tokenizer, is_generated
 from paramgen.training import Stage, StepContext
 
@@ -95,7 +96,8 @@ class PDiff(Generator):
             raise ValueError("cannot fit p-diff on an empty checkpoint collection")
         if getattr(ckpts, "conditions", None) is not None:
             warnings.warn("p-diff is unconditional: the checkpoints' conditions are ignored and "
-                          "one distribution is learned over all of them", stacklevel=2)
+                          "one distribution is learned over all of them", ParamgenWarning,
+                          stacklevel=2)
         engine = self._engine()
         torch.manual_seed(seed)
         self.collection_info = dict(getattr(ckpts, "info", None) or {})

@@ -10,6 +10,7 @@ from paramgen.methods.rpg.presets import RPG_PRESETS
 
 SAMPLING_MODES = ("sequential", "partial", "full")
 PERMUTATION_STATES = ("auto", "checkpoint", "run", "none")
+UNSEEN_TASKS = ("auto", "given")
 
 
 @dataclass
@@ -48,6 +49,12 @@ class RPGConfig(SharedSettings):
     sampling_steps: int | None = sampling(None)     # None: ddpm all, ddim 60, dpm++ 10
     sampling_mode: str = sampling("partial")        # sequential | partial | full
     partial_batch: int = sampling(256)
+    # A task not seen in training, for a generator trained on task models from independent
+    # initialisations (a state per task): "auto" generates the nearest seen task's model (its
+    # state and its condition, with a warning), "given" feeds the given condition to the nearest
+    # task's state, which mixes two tasks the generator cannot relate (2-3 points worse, measured
+    # in docs/align.md). Generators of one basin always take the given condition.
+    unseen_task: str = sampling("auto")
     # training
     steps: int = training(80_000)
     lr: float = training(3e-5)
@@ -86,7 +93,8 @@ class RPGConfig(SharedSettings):
             "backbone": ("mamba", "lstm", "transformer", "none"),
             "prediction": ("epsilon", "sample"),
             "sampler": ("ddpm", "ddim", "dpm++"),
-            "sampling_mode": SAMPLING_MODES})
+            "sampling_mode": SAMPLING_MODES,
+            "unseen_task": UNSEEN_TASKS})
         if self.prototype_skip and self.prediction != "sample":
             raise ValueError("RPGConfig.prototype_skip needs prediction='sample': the prototype "
                              "is a guess of the clean token, not of the noise")

@@ -22,6 +22,7 @@ from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
 from paramgen.methods.base import Fingerprint, Generator, check_finite, load_module
 from paramgen.methods.registry import register_method
+from paramgen.notices import ParamgenWarning
 from paramgen.methods.rpg.config import SAMPLING_MODES, RPGConfig
 from paramgen.methods.rpg.network import RPGNetwork
 from paramgen.methods.rpg.token_store import goes_to_file
@@ -66,6 +67,9 @@ class RPG(Generator):
         # The conditions each permutation state was trained with: rows [R, C] and the state of
         # each row. Sampling a condition picks among the states trained nearest to it.
         self._state_conditions: tuple[Tensor, Tensor] | None = None
+        # True when each state is one task of a grid whose task models came from independent
+        # initialisations (found by RPG or by pg.align): tasks the generator cannot interpolate.
+        self._independent_tasks = False
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -169,6 +173,9 @@ class RPG(Generator):
         runs, note = self._runs_for_states(ckpts, runs)
         if note and progress and engine.process_index == 0:
             print(note, flush=True)
+        aligned = self.collection_info.get("aligned")
+        self._independent_tasks = note is not None or (
+            isinstance(aligned, dict) and aligned.get("runs") == "one per task")
 
         torch.manual_seed(seed)
         part = self._select_keys(ckpts)
@@ -361,6 +368,44 @@ class RPG(Generator):
             return None
         return [row.nonzero().flatten() for row in near]
 
+    def _task_of_state(self, cond: Tensor | None, states: Tensor | None,
+                       state_arg: Any) -> Tensor | None:
+        """With ``unseen_task="auto"`` on a generator of independently initialised task models,
+        every sample whose condition is not a training condition takes the condition of the
+        seen task whose state it was given (the nearest one), and a warning says so: such a
+        generator has nothing between its tasks to interpolate (docs/align.md)."""
+        if (cond is None or states is None or state_arg is not None
+                or not self._independent_tasks or self.config.unseen_task != "auto"
+                or self._state_conditions is None):
+            return cond
+        rows, owner = self._state_conditions
+        out, moved = cond.clone(), []
+        for i in range(len(cond)):
+            own = rows[owner == int(states[i])]
+            given = cond[i].float().cpu()
+            if len(own) == 0 or bool((own == given).all(dim=1).any()):
+                continue  # a seen task, or a state without conditions: as given
+            best = own[torch.cdist(given[None], own)[0].argmin()]
+            out[i] = best.to(out.dtype).to(out.device)
+            moved.append((given, best))
+        if moved:
+            import warnings
+
+            def show(v: Tensor) -> str:  # task bits as a bit string, anything else as a list
+                values = v.tolist()
+                if all(x in (0.0, 1.0) for x in values):
+                    return "".join(str(int(x)) for x in values)
+                return "[" + ", ".join(f"{x:g}" for x in values) + "]"
+            given, best = moved[0]
+            warnings.warn(
+                f"condition {show(given)} is not one of the training tasks; this generator's "
+                f"task models came from independent initialisations, which it cannot "
+                f"interpolate, so it generates the nearest seen task's model ({show(best)})"
+                + (f" ({len(moved)} of {len(cond)} samples)" if len(moved) > 1 else "")
+                + "; unseen_task='given' feeds the given condition instead",
+                ParamgenWarning, stacklevel=_caller_level())
+        return out
+
     @torch.no_grad()
     def prototypes(self, n: int, condition: Any = None, seed: int = 0,
                    state: int | Sequence[int] | None = None) -> Tensor:
@@ -370,6 +415,7 @@ class RPG(Generator):
         net = self.network.to(device).eval()
         cond = self._conditions(condition, n, device)
         states = self._pick_states(n, state, torch.Generator().manual_seed(seed), cond)
+        cond = self._task_of_state(cond, states, state)
         states = states.to(device) if states is not None else None
         with self._autocast(device):
             return net.prototypes(states, cond, n).float()
@@ -399,6 +445,7 @@ class RPG(Generator):
         net = self.network.to(device).eval()
         cond = self._conditions(condition, n, device)
         states = self._pick_states(n, state, torch.Generator().manual_seed(seed), cond)
+        cond = self._task_of_state(cond, states, state)
         noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
         L, T = self.tokenizer.num_tokens, self.tokenizer.token_size
         # sequential: one model at a time, a small block of tokens a call (one token a call
@@ -512,7 +559,8 @@ class RPG(Generator):
     # ------------------------------------------------------------------ files
     def _saved_config(self) -> dict:
         return {"num_states": self._num_states, "permutation_state": self._state_kind,
-                "state_runs": self._state_runs, "tokenizer": self.tokenizer.to_config()}
+                "state_runs": self._state_runs, "independent_tasks": self._independent_tasks,
+                "tokenizer": self.tokenizer.to_config()}
 
     def _saved_tensors(self) -> dict[str, Tensor]:
         tensors = {f"network.{k}": v for k, v in self.network.state_dict().items()}
@@ -526,12 +574,26 @@ class RPG(Generator):
         tokenizer = Tokenizer.from_config(config["tokenizer"], tensors)
         self._state_kind = config["permutation_state"]
         self._state_runs = list(config.get("state_runs") or [])
+        self._independent_tasks = bool(config.get("independent_tasks", False))
         self._build(tokenizer, int(config["num_states"]), config.get("condition_dim"))
         load_module(self.network, tensors, "network", where)
         # (generators saved before this was recorded draw states at random, as they did)
         rows, owner = tensors.get("state_conditions.rows"), tensors.get("state_conditions.state")
         self._state_conditions = None if rows is None or owner is None else \
             (rows.float(), owner.long())
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside paramgen (and torch's decorators, such as
+    ``no_grad``), for the function calling this: a warning then points at the user's line,
+    however deep in paramgen it was raised."""
+    import inspect
+
+    roots = (str(Path(__file__).resolve().parents[2]), str(Path(torch.__file__).resolve().parent))
+    level, frame = 2, inspect.currentframe().f_back.f_back
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(roots):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _conditions_of_states(state_of: Tensor | None, cond: Tensor | None
