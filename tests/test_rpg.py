@@ -289,6 +289,13 @@ def test_a_one_run_grid_of_independent_task_models_gets_a_state_per_task(capsys,
     with warnings.catch_warnings():  # one basin: an unseen task takes its own condition
         warnings.simplefilter("error")
         gen.prototypes(1, [1, 1, 0])
+    # Adapters from one shared initial adapter: LoRA's B starts at zero, so two tasks' B differ
+    # as much as independent draws would, but A still carries the shared start.
+    lora = [{"a": inits[0]["fc.weight"] + 0.01 * torch.randn(5, 7, generator=g),
+             "b": 2 * torch.randn(7, 5, generator=g)} for _ in range(6)]
+    gen = RPG(config=RPGConfig(**TINY), backbone="lstm").fit(
+        CheckpointSet.from_state_dicts(lora, conditions=conds), progress=False)
+    assert gen._num_states == 1
     # An explicit choice is kept.
     gen = RPG(config=RPGConfig(**TINY), backbone="lstm", permutation_state="run").fit(
         grid, progress=False)

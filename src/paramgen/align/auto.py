@@ -29,12 +29,16 @@ from paramgen.checkpoints import CheckpointSet
 
 # Median distance ratio below which a collection is taken to span several basins.
 THRESHOLD = 0.95
-# Median relative distance between task models of different tasks above which a task grid is
-# taken to come from independent initialisations (no architecture needed). Two independent
-# initialisations are nearly orthogonal, ||a - b|| / mean(||a||, ||b||) ~ sqrt(2); fine-tunes of
-# one model stay close to it. Measured on the 220-task 1D-CNN grids of docs/align.md: cold 1.40
-# (1.34-1.45), warm 0.21 (0.13-0.30).
-SPREAD_THRESHOLD = 1.0
+# Share of values that two task models of different tasks hold in correlated tensors (Pearson
+# r > CORRELATED per tensor), below which (median over pairs) a task grid is taken to come from
+# independent initialisations; no architecture needed. Fine-tunes of one model keep most
+# tensors correlated with each other, independent starts none. Measured (docs/align.md): cold
+# 220-task 1D-CNN grid 0.00 (at most 0.01), cold mlp grid 0.00; warm 1D-CNN grid 1.00, warm mlp
+# grid (`paramgen collect --tasks`) 0.97, LoRA adapter grid 0.47 (0.35-0.77: B starts at zero).
+SHARED_THRESHOLD = 0.1
+CORRELATED = 0.5
+# Tensors smaller than this are left out: a few values correlate by chance.
+MIN_VALUES = 16
 MODES = ("auto", "none")
 
 
@@ -130,10 +134,29 @@ def prepare_for_training(ckpts: CheckpointSet, mode: str = "auto",
     return aligned, message
 
 
-def task_spread(ckpts: CheckpointSet, pairs: int = 16) -> float | None:
-    """Median of ||a - b|| / mean(||a||, ||b||) over up to `pairs` pairs of checkpoints of
-    different conditions (floating-point entries only); None without two distinct conditions.
-    Needs no architecture: what RPG checks before it picks its permutation states."""
+def correlated_share(a: dict, b: dict) -> float:
+    """The share of (floating-point) values of `a` in tensors whose values correlate with the
+    same tensor of `b` (Pearson r > CORRELATED); tensors under MIN_VALUES values are skipped."""
+    total = hit = 0
+    for k, x in a.items():
+        y = b.get(k)
+        if y is None or not x.is_floating_point() or x.numel() < MIN_VALUES or \
+                y.shape != x.shape:
+            continue
+        x = x.double().flatten() - x.double().mean()
+        y = y.double().flatten() - y.double().mean()
+        scale = float(x.norm() * y.norm())
+        total += x.numel()
+        if scale > 0 and float(x @ y) / scale > CORRELATED:
+            hit += x.numel()
+    return hit / total if total else 1.0
+
+
+def shared_start(ckpts: CheckpointSet, pairs: int = 16) -> float | None:
+    """Median `correlated_share` over up to `pairs` pairs of checkpoints of different conditions:
+    ~0 for task models from independent initialisations, well above SHARED_THRESHOLD for
+    fine-tunes of one model; None without two distinct conditions. Needs no architecture: what
+    RPG checks before it picks its permutation states."""
     if ckpts.conditions is None:
         return None
     conds = [tuple(c.tolist()) for c in ckpts.conditions]
@@ -145,15 +168,7 @@ def task_spread(ckpts: CheckpointSet, pairs: int = 16) -> float | None:
             found.append((i, j % n))
     if not found:
         return None
-    ratios = []
-    for i, j in found:
-        a, b = ckpts[i], ckpts[j]
-        keys = [k for k in a if a[k].is_floating_point()]
-        na = float(sum((a[k].double() ** 2).sum() for k in keys)) ** 0.5
-        nb = float(sum((b[k].double() ** 2).sum() for k in keys)) ** 0.5
-        if na + nb > 0:
-            ratios.append(_distance(a, b, keys) / ((na + nb) / 2))
-    return statistics.median(ratios) if ratios else None
+    return statistics.median(correlated_share(ckpts[i], ckpts[j]) for i, j in found)
 
 
 def runs_per_task(ckpts: CheckpointSet) -> list[int] | None:

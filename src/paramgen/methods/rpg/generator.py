@@ -121,21 +121,22 @@ class RPG(Generator):
         return kind
 
     def _runs_for_states(self, ckpts, runs: list) -> tuple[list, str | None]:
-        """With ``permutation_state="auto"``, a one-run task grid whose task models lie as far
-        apart as independent initialisations do gets a run (so a state) per task; with one
-        state for all the generator cannot tell the tasks' basins apart and gives chance-level
-        models for seen tasks too (docs/align.md). Fine-tunes of one model keep one run."""
-        from paramgen.align.auto import SPREAD_THRESHOLD, runs_per_task, task_spread
+        """With ``permutation_state="auto"``, a one-run task grid whose task models share no
+        starting point (no tensor correlates between two of them) gets a run (so a state) per
+        task; with one state for all the generator cannot tell the tasks' basins apart and
+        gives chance-level models for seen tasks too (docs/align.md). Fine-tunes of one model
+        keep one run."""
+        from paramgen.align.auto import SHARED_THRESHOLD, runs_per_task, shared_start
 
         if self.config.permutation_state != "auto" or len(set(runs)) > 1 or \
                 getattr(ckpts, "conditions", None) is None or not hasattr(ckpts, "with_runs"):
             return runs, None
-        spread = task_spread(ckpts)
+        shared = shared_start(ckpts)
         tasks = runs_per_task(ckpts)
-        if spread is None or spread <= SPREAD_THRESHOLD or tasks is None:
+        if shared is None or shared >= SHARED_THRESHOLD or tasks is None:
             return runs, None
-        return tasks, (f"RPG: the task models lie as far apart as independent initialisations "
-                       f"(relative distance {spread:.2f} > {SPREAD_THRESHOLD}): one permutation "
+        return tasks, (f"RPG: the task models share no starting point ({100 * shared:.0f}% of "
+                       f"their values in tensors that correlate between tasks): one permutation "
                        f"state per task ({len(set(tasks))}); a task to generate takes the state "
                        "of the nearest seen task (pg.align first brings them into one basin)")
 
