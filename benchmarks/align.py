@@ -181,6 +181,11 @@ def make_grid(args, warm: bool) -> pg.CheckpointSet:
     return pg.CheckpointSet.load(path)
 
 
+def _hamming(a: str, b: str) -> int:
+    """How many classes two tasks (bit strings) label differently."""
+    return sum(x != y for x, y in zip(a, b))
+
+
 def _parse_variant(text: str) -> tuple[str, str, int, bool]:
     """GRID:METHOD[:ROUNDS][:task] -> (grid, method, rounds, a run per task)."""
     kind, method, *rest = text.split(":")
@@ -239,7 +244,7 @@ def part_grid(args) -> None:
         # (an oracle: no generator is told those).
         direct, near, best = direct_of[kind], [], []
         for bits in unseen:
-            dist = {i: sum(a != b for a, b in zip(tasks[i], bits)) for i in keep}
+            dist = {i: _hamming(tasks[i], bits) for i in keep}
             low = min(dist.values())
             near.append(_bacc([grid[i] for i in keep if dist[i] == low], model, x_te, y_te, bits))
             best.append(max(accuracies([grid[i] for i in keep], model, x_te,
@@ -285,7 +290,7 @@ def _nearest_tasks(tasks: list[str], bits: str, k: int) -> list[int]:
     """Indices of one checkpoint each of the k seen tasks nearest to `bits` (Hamming, then
     index): what a generator that interpolates seen tasks would have to combine."""
     out, taken = [], set()
-    for i in sorted(range(len(tasks)), key=lambda i: (sum(a != b for a, b in zip(tasks[i], bits)), i)):
+    for i in sorted(range(len(tasks)), key=lambda i: (_hamming(tasks[i], bits), i)):
         if tasks[i] not in taken:
             taken.add(tasks[i])
             out.append(i)

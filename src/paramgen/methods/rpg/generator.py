@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
 from paramgen.methods.base import Fingerprint, Generator, check_finite, load_module
+from paramgen import notices
 from paramgen.methods.registry import register_method
-from paramgen.notices import ParamgenWarning
 from paramgen.methods.rpg.config import SAMPLING_MODES, RPGConfig
 from paramgen.methods.rpg.network import RPGNetwork
 from paramgen.methods.rpg.token_store import goes_to_file
@@ -129,7 +129,7 @@ class RPG(Generator):
         from paramgen.align.auto import SHARED_THRESHOLD, runs_per_task, shared_start
 
         if self.config.permutation_state != "auto" or len(set(runs)) > 1 or \
-                getattr(ckpts, "conditions", None) is None or not hasattr(ckpts, "with_runs"):
+                getattr(ckpts, "conditions", None) is None:
             return runs, None
         shared = shared_start(ckpts)
         tasks = runs_per_task(ckpts)
@@ -390,21 +390,18 @@ class RPG(Generator):
             out[i] = best.to(out.dtype).to(out.device)
             moved.append((given, best))
         if moved:
-            import warnings
-
             def show(v: Tensor) -> str:  # task bits as a bit string, anything else as a list
                 values = v.tolist()
                 if all(x in (0.0, 1.0) for x in values):
                     return "".join(str(int(x)) for x in values)
                 return "[" + ", ".join(f"{x:g}" for x in values) + "]"
             given, best = moved[0]
-            warnings.warn(
+            notices.warn(
                 f"condition {show(given)} is not one of the training tasks; this generator's "
                 f"task models came from independent initialisations, which it cannot "
                 f"interpolate, so it generates the nearest seen task's model ({show(best)})"
                 + (f" ({len(moved)} of {len(cond)} samples)" if len(moved) > 1 else "")
-                + "; unseen_task='given' feeds the given condition instead",
-                ParamgenWarning, stacklevel=_caller_level())
+                + "; unseen_task='given' feeds the given condition instead")
         return out
 
     @torch.no_grad()
@@ -582,19 +579,6 @@ class RPG(Generator):
         rows, owner = tensors.get("state_conditions.rows"), tensors.get("state_conditions.state")
         self._state_conditions = None if rows is None or owner is None else \
             (rows.float(), owner.long())
-
-
-def _caller_level() -> int:
-    """The ``stacklevel`` of the first frame outside paramgen (and torch's decorators, such as
-    ``no_grad``), for the function calling this: a warning then points at the user's line,
-    however deep in paramgen it was raised."""
-    import inspect
-
-    roots = (str(Path(__file__).resolve().parents[2]), str(Path(torch.__file__).resolve().parent))
-    level, frame = 2, inspect.currentframe().f_back.f_back
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(roots):
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 def _conditions_of_states(state_of: Tensor | None, cond: Tensor | None
