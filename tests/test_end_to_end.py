@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from paramgen import CheckpointSet
-from paramgen.cli import main
+from paramgen.cli import COMMANDS, main
 from paramgen.evaluation.core import build_model, load_data_for, load_into
 from paramgen.metrics import accuracy, balanced_accuracy, predict
 
@@ -69,7 +69,8 @@ def test_task_grid_to_prompt(tmp_path, capsys):
 
 
 def test_help_of_every_command(capsys):
-    for cmd in ("collect", "train", "sample", "eval", "generate", "demo"):
+    assert {"collect", "align", "train", "sample", "eval", "generate", "demo"} <= set(COMMANDS)
+    for cmd in COMMANDS:
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0

@@ -206,7 +206,8 @@ def test_lmc_endpoints_equal_model_scores(setup):
     assert curve["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert curve["scores"][0] == pytest.approx(float(ends[0]))
     assert curve["scores"][-1] == pytest.approx(float(ends[1]))
-    assert curve["barrier"] >= 0
+    expected = max(0.0, (curve["scores"][0] + curve["scores"][-1]) / 2 - min(curve["scores"]))
+    assert curve["barrier"] == pytest.approx(expected)
     mid = interpolate(a, b, 0.5)
     assert torch.allclose(mid["fc1.weight"], (a["fc1.weight"] + b["fc1.weight"]) / 2)
     assert torch.equal(mid["bn.num_batches_tracked"], a["bn.num_batches_tracked"])
