@@ -348,7 +348,7 @@ def test_non_json_metrics_rejected() -> None:
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch) -> None:
     CheckpointSet.from_state_dicts([make_sd(0)]).save(tmp_path)
     before = (tmp_path / "ckpt_00000.safetensors").read_bytes()
-    import paramgen.io as pio
+    import paramgen.io.atomic as pio  # the module whose save_file the atomic write calls
 
     def boom(*a, **k):
         raise OSError("disk full")
