@@ -40,4 +40,9 @@ def file_mode() -> int:
 
 def publish(path: str | os.PathLike) -> None:
     """Give temporary file `path`, about to be renamed into place, the mode of a plain open()."""
-    os.chmod(path, file_mode())
+    try:
+        os.chmod(path, file_mode())
+    except OSError:
+        # A file system without modes (some network and FUSE mounts) refuses chmod; the output
+        # is still worth having, with whatever mode that file system gives.
+        pass
