@@ -348,7 +348,7 @@ def test_non_json_metrics_rejected() -> None:
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch) -> None:
     CheckpointSet.from_state_dicts([make_sd(0)]).save(tmp_path)
     before = (tmp_path / "ckpt_00000.safetensors").read_bytes()
-    import paramgen.io as pio
+    import paramgen.io.atomic as pio  # the module whose save_file the atomic write calls
 
     def boom(*a, **k):
         raise OSError("disk full")
@@ -447,3 +447,59 @@ def test_safetensors_stream_writer_order_dtype_and_atomicity(tmp_path):
     got = load_file(str(path))
     assert torch.equal(got["a"], torch.tensor([[1.0, 1, 1], [1, 0, 0]]))
     assert got["e"].shape == (0,) and torch.equal(got["b"], torch.arange(4))
+
+
+# ----------------------------------------------------------------------------- importers, reader
+
+def test_the_core_does_not_import_the_adapters_it_can_import_from() -> None:
+    """CheckpointSet.import_peft resolves paramgen.adapters on use (issue 22: no import circle)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, paramgen.checkpoints; "
+            "print(sorted(m for m in sys.modules if m.startswith('paramgen.adapters')))")
+    env = {**os.environ, "PYTHONPATH": str(Path(paramgen.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_importer_registry(tmp_path: Path) -> None:
+    from paramgen.checkpoints import IMPORTERS, get_importer, register_importer
+
+    assert IMPORTERS["peft"] == "paramgen.adapters.importer:import_peft"
+    from paramgen.adapters.importer import import_peft
+
+    assert get_importer("peft") is import_peft
+    with pytest.raises(KeyError, match="no checkpoint importer named 'nope'.*peft"):
+        get_importer("nope")
+    with pytest.raises(ValueError, match="module:function"):
+        register_importer("x", "no_colon_here")
+
+    def from_list(sds):
+        return CheckpointSet.from_state_dicts(sds)
+
+    register_importer("test-list", from_list)
+    try:
+        assert len(get_importer("test-list")([make_sd(0), make_sd(1)])) == 2
+    finally:  # leave the global registry as it was
+        IMPORTERS.pop("test-list")
+        from paramgen.checkpoints import importers
+
+        importers._LOADED.pop("test-list")
+
+
+def test_public_reader_names_the_file(tmp_path: Path) -> None:
+    from paramgen.checkpoints import read_safetensors, read_safetensors_header
+
+    save_file({"a": torch.ones(3, 2)}, str(tmp_path / "m.safetensors"))
+    assert read_safetensors_header(tmp_path / "m.safetensors") == {"a": ((3, 2), torch.float32)}
+    assert torch.equal(read_safetensors(tmp_path / "m.safetensors")["a"], torch.ones(3, 2))
+    data = (tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "t.safetensors").write_bytes(data[:-4])
+    with pytest.raises(CheckpointError, match=r"t\.safetensors: truncated file: key 'a'"):
+        read_safetensors_header(tmp_path / "t.safetensors")
+    with pytest.raises(CheckpointError, match=r"t\.safetensors: unreadable safetensors"):
+        read_safetensors(tmp_path / "t.safetensors")
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        read_safetensors(tmp_path / "missing.safetensors")

@@ -247,3 +247,15 @@ def test_dataset_names_are_case_insensitive() -> None:
     assert data.canonical_name(" Digits ") == "digits"
     assert data.canonical_name("CIFAR-10") == "cifar10"
     assert torch.equal(data.load("DIGITS")[1], data.load("digits")[1])
+
+
+def test_parse_task_spec_reads_files_and_passes_the_rest_on(tmp_path) -> None:
+    from paramgen.data import parse_task_spec
+
+    f = tmp_path / "tasks.txt"
+    f.write_text("# two tasks\n0101010101\n\n1000000000  # the second\n")
+    assert parse_task_spec(f" @{f} ") == ["0101010101", "1000000000"]
+    assert parse_task_spec(" all ") == "all"
+    assert parse_task_spec("12") == "12"
+    with pytest.raises(FileNotFoundError, match="missing.txt does not exist"):
+        parse_task_spec(f"@{tmp_path / 'missing.txt'}")

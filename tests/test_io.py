@@ -179,7 +179,7 @@ def test_two_collect_processes_into_one_folder_keep_every_task(tmp_path: Path) -
     a.write_text("0101010101\n1000000000\n0000000011\n")
     b.write_text("1111100000\n0011001100\n0000000111\n")
     out = tmp_path / "grid"
-    env = {**os.environ, "PYTHONPATH": str(Path(io.__file__).parents[1]),
+    env = {**os.environ, "PYTHONPATH": str(Path(io.__file__).parents[2]),
            "OMP_WAIT_POLICY": "PASSIVE"}
     procs = [subprocess.Popen([sys.executable, "-m", "paramgen.cli", "collect", "--tasks",
                                f"@{f}", "--out", str(out), *GRID], env=env,
@@ -207,3 +207,62 @@ def test_a_command_that_fails_on_its_input_leaves_no_empty_folder(tmp_path, caps
     (tmp_path / "used" / "a.txt").write_text("a")
     io.write_text(tmp_path / "used" / io.OUTPUT_MARKER, "# paramgen output folder (kind: x)\n")
     assert not io.discard_if_unused(tmp_path / "used") and (tmp_path / "used" / "a.txt").exists()
+
+
+# ----------------------------------------------------------------------------- permissions
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it after."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755),
+                                                       (0o077, 0o600, 0o700),
+                                                       (0o002, 0o664, 0o775)])
+def test_outputs_get_the_mode_of_a_plain_open_under_the_umask(tmp_path, umask, mask, file_mode,
+                                                              dir_mode) -> None:
+    """Issue 24: outputs were 0600 whatever the umask (mkstemp's mode kept by the rename)."""
+    umask(mask)
+    assert io.file_mode() == file_mode
+    out = io.prepare_output_dir(tmp_path / "out", kind="samples")
+    io.write_json(out / "a.json", {"x": 1})
+    io.save_safetensors(out / "sub" / "m.safetensors", {"w": torch.ones(2)})
+    io.save_torch(out / "t.pt", {"w": 1})
+    with io.SafetensorsStreamWriter(out / "s.safetensors", [("w", [2], torch.float32)]) as w:
+        w.write("w", torch.ones(2))
+    CheckpointSet.from_state_dicts([{"w": torch.ones(2)}]).save(out / "ckpts")
+    files = [out / "a.json", out / "sub" / "m.safetensors", out / "t.pt", out / "s.safetensors",
+             out / io.OUTPUT_MARKER, out / "ckpts" / MANIFEST,
+             out / "ckpts" / "ckpt_00000.safetensors"]
+    assert {f.name: oct(_mode(f)) for f in files} == {f.name: oct(file_mode) for f in files}
+    for folder in (out, out / "sub", out / "ckpts"):
+        assert _mode(folder) == dir_mode, folder
+    # locks stay private, whatever the umask
+    assert _mode(out / "ckpts" / io.LOCK_FILE) == 0o600 & ~mask
+    # and no temporary is left behind
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_a_temporary_is_private_while_it_fills(tmp_path, umask, monkeypatch) -> None:
+    umask(0o022)
+    seen: list[int] = []
+    import paramgen.io.atomic as atomic
+
+    real = atomic.save_file
+
+    def spy(tensors, path, metadata=None):
+        seen.append(_mode(Path(path)))
+        real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(atomic, "save_file", spy)
+    io.save_safetensors(tmp_path / "m.safetensors", {"w": torch.ones(2)})
+    assert seen == [0o600]
+    assert _mode(tmp_path / "m.safetensors") == 0o644

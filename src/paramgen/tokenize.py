@@ -29,7 +29,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from paramgen.io import dtype_name, parse_dtype
+from paramgen.io import SafetensorsStreamWriter, dtype_name, parse_dtype
 
 MODES = ("layer", "flat", "channel")
 LOG_TRANSFORM_SUFFIXES = ("running_var",)
@@ -472,8 +472,6 @@ class SafetensorsSink:
 
     def __init__(self, tokenizer: Tokenizer, path, metadata: Mapping[str, str] | None = None
                  ) -> None:
-        from paramgen.io import SafetensorsStreamWriter
-
         self.tokenizer = tokenizer
         layouts = {l.key: l for l in tokenizer.layers}
         # Values of tie sources, kept until their tied copies are written (later in the file).

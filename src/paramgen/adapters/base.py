@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from paramgen import io
+from paramgen.checkpoints import read_safetensors
 
 __all__ = ["DEFAULT_ARCH", "PRETRAIN_DEFAULTS", "build", "head_name", "load_base",
            "pretrain_base", "save_base"]
@@ -98,7 +99,6 @@ def save_base(directory: str | os.PathLike, model: nn.Module, config: dict[str, 
 def load_base(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """The base module (eval mode) and its config, from a folder written by :func:`save_base`."""
     from paramgen.evaluation.core import load_into
-    from safetensors.torch import load_file
 
     directory = Path(directory)
     cfg_path, weights = directory / CONFIG, directory / WEIGHTS
@@ -113,5 +113,5 @@ def load_base(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
         raise ValueError(f"{cfg_path}: not an adapter base config (format "
                          f"{config.get('format') if isinstance(config, dict) else None!r})")
     model = build(config)
-    load_into(model, load_file(str(weights)), str(weights))
+    load_into(model, read_safetensors(weights), str(weights))
     return model.eval(), config

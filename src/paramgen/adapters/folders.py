@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import torch
 
 from paramgen import io
+from paramgen.checkpoints import CheckpointError, read_safetensors
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "read_adapter_config", "read_peft_folder",
            "write_peft_folder"]
@@ -37,8 +38,6 @@ def write_peft_folder(directory: str | os.PathLike, state_dict: Mapping[str, tor
 
 def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
     """A PEFT ``adapter_config.json``; CheckpointError naming the file if it is not one."""
-    from paramgen.checkpoints import CheckpointError
-
     path = Path(path)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -52,8 +51,6 @@ def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
 def read_peft_folder(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
                                                             dict[str, Any]]:
     """(adapter weights, adapter config) of a PEFT folder; clear errors for anything else."""
-    from paramgen.checkpoints import CheckpointError, _load_safetensors
-
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"PEFT adapter folder {directory} does not exist")
@@ -67,7 +64,7 @@ def read_peft_folder(directory: str | os.PathLike) -> tuple[dict[str, torch.Tens
                     "load it with peft and save it again (safe_serialization=True)")
         raise FileNotFoundError(f"{weights} is missing{hint}")
     config = read_adapter_config(cfg_path)
-    state = _load_safetensors(weights)
+    state = read_safetensors(weights)
     if not state:
         raise CheckpointError(f"{weights}: holds no tensors")
     return state, config

@@ -15,6 +15,10 @@ from typing import Any, Sequence
 
 import torch
 
+from paramgen.adapters.folders import read_peft_folder
+from paramgen.checkpoints import CheckpointError, CheckpointSet
+from paramgen.data import parse_bits
+
 __all__ = ["import_peft"]
 
 # Keys of adapter_config.json that do not change which tensors an adapter holds or what they do.
@@ -24,8 +28,6 @@ _BOOKKEEPING = {"base_model_name_or_path", "revision", "inference_mode", "peft_v
 
 def _condition_rows(conditions: Any, n: int) -> tuple[Any, list[str | None]]:
     """Conditions as floats (bit strings such as "0101010101" allowed) and each row's bits."""
-    from paramgen.data import parse_bits
-
     if conditions is None:
         return None, [None] * n
     if isinstance(conditions, torch.Tensor):
@@ -46,15 +48,12 @@ def _condition_rows(conditions: Any, n: int) -> tuple[Any, list[str | None]]:
 
 
 def import_peft(adapter_dirs: Sequence[str | os.PathLike] | str | os.PathLike,
-                conditions: Any = None, info: dict[str, Any] | None = None):
+                conditions: Any = None, info: dict[str, Any] | None = None) -> CheckpointSet:
     """A CheckpointSet of PEFT adapter folders (one checkpoint each, in the given order).
 
     ``conditions``: None, one row per folder (floats or task bit strings), or an [N, C] tensor.
     ``info`` adds collection-level entries (e.g. ``{"data": "digits"}``).
     """
-    from paramgen.adapters.folders import read_peft_folder
-    from paramgen.checkpoints import CheckpointError, CheckpointSet
-
     if isinstance(adapter_dirs, (str, os.PathLike)):
         adapter_dirs = [adapter_dirs]
     dirs = [Path(d) for d in adapter_dirs]

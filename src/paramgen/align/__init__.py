@@ -6,18 +6,20 @@
 
 structure.py derives from the model itself (a torch.export / torch.fx trace) which axes of which
 tensors move together; weights.py and activations.py find the permutations (Git Re-Basin);
-permute.py applies them exactly; api.py aligns a CheckpointSet; auto.py decides whether a
-collection needs it (what `paramgen train --align auto` runs); barrier.py measures the loss
-barrier between two models.
+permute.py applies them exactly; api.py aligns a CheckpointSet; policy.py holds the measured
+decisions (does a collection span several basins, do a grid's task models share a start);
+auto.py acts on them for `paramgen train --align auto`; barrier.py measures the loss barrier
+between two models.
 """
 
 import sys
 import types
 
 from paramgen.align.api import align, structure_for
-from paramgen.align.auto import basin_test, prepare_for_training
+from paramgen.align.auto import prepare_for_training
 from paramgen.align.barrier import barrier
 from paramgen.align.permute import apply_permutations, invert, random_permutations
+from paramgen.align.policy import basin_test
 from paramgen.align.structure import PermutationSpec, UnsupportedLayerError, discover
 
 __all__ = ["PermutationSpec", "UnsupportedLayerError", "align", "apply_permutations",

@@ -15,21 +15,17 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from paramgen import data as datasets
 from paramgen.align.activations import match_activations
-from paramgen.align.auto import runs_per_task
 from paramgen.align.permute import Perms, apply_permutations, identity_permutations
+from paramgen.align.policy import MOVED_THRESHOLD, runs_per_task
 from paramgen.align.structure import PermutationSpec, discover
 from paramgen.align.weights import match_weights
 from paramgen.checkpoints import CheckpointSet
+from paramgen.evaluation.core import build_model
 
 METHODS = ("weights", "activations")
 TASK_RUNS = ("auto", "keep")
-# Median share of hidden units that matching moved, at or above which the task models of a grid
-# are taken to come from independent initialisations. Fine-tunes of one model keep (nearly)
-# every unit where it is; an independent initialisation moves almost all of them (n - 1 of n in
-# expectation for a random order). Measured on the 220-task 1D-CNN grids of docs/align.md: warm
-# 0.00 by weights and by activations, cold 0.875 by weights and 0.906 by activations.
-MOVED_THRESHOLD = 0.5
 
 
 def model_for(ckpts: CheckpointSet, model: nn.Module | None) -> nn.Module:
@@ -41,8 +37,6 @@ def model_for(ckpts: CheckpointSet, model: nn.Module | None) -> nn.Module:
         raise ValueError("align: the collection's info names no architecture (needs 'arch' "
                          "and 'in_shape', as `paramgen collect` writes); pass model=, an "
                          "instance of the architecture its checkpoints load into")
-    from paramgen.evaluation.core import build_model
-
     return build_model(info)
 
 
@@ -80,8 +74,6 @@ def training_inputs(ckpts: CheckpointSet, n: int = 512) -> Tensor:
     if not data:
         raise ValueError("align: method='activations' needs inputs: pass inputs= (a batch of "
                          "examples), or use a collection whose info names its 'data'")
-    from paramgen import data as datasets
-
     x_train = datasets.load(data)[0]
     return x_train[:n]
 

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from paramgen.commands.adapter_options import add_collect_arguments, collect_from_args
+
 HELP = "train a model and save checkpoints along the way (single task, runs, task grids)"
 
 _EPILOG = """\
@@ -105,20 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "available, else cpu); task grids run on CPU workers")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bars (they go to stderr)")
-    from paramgen.adapters.cli import add_collect_arguments
-
     add_collect_arguments(parser)  # --lora, --dora, --base: adapter task grids
-
-
-def _parse_tasks(spec: str) -> str | list[str]:
-    """@FILE reads bit strings from a file; anything else goes to `paramgen.data.resolve_tasks`,
-    the one place that tells bit strings from counts."""
-    from paramgen.data import read_task_file
-
-    spec = spec.strip()
-    if spec.startswith("@"):
-        return read_task_file(spec[1:])
-    return spec
 
 
 def _parse_hidden(spec: str | None) -> list[int] | None:
@@ -151,13 +140,12 @@ def _hidden_option(arch: str, widths: list[int] | None) -> dict:
 
 def _collect(args: argparse.Namespace, arch: str, hidden: list[int] | None, progress: bool):
     from paramgen.collect import collect, collect_tasks
+    from paramgen.data import parse_task_spec
 
     if getattr(args, "lora", None) is not None:  # an adapter task grid: paramgen.adapters
-        from paramgen.adapters.cli import collect_from_args
-
         return collect_from_args(args, progress)
     if args.tasks is not None:
-        return collect_tasks(arch, args.data, args.out, tasks=_parse_tasks(args.tasks),
+        return collect_tasks(arch, args.data, args.out, tasks=parse_task_spec(args.tasks),
                              per_task=args.per_task, epochs=args.epochs, lr=args.lr,
                              workers=args.workers, seed=args.seed,
                              model_kwargs=_hidden_option(arch, hidden),

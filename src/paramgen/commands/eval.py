@@ -58,8 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from paramgen.evaluation.finetune import finetune_curves
-    from paramgen.evaluation.pipeline import evaluate
-    from paramgen.evaluation.report import write_report
+    from paramgen.evaluation.pipeline import evaluate, write_report
 
     samples, ckpts = Path(args.samples), Path(args.ckpts)
     for what, path in (("samples", samples), ("checkpoint", ckpts)):

@@ -120,7 +120,7 @@ def _generate(args: argparse.Namespace, bits: str, info: dict) -> int:
 
     gen = load_generator(args.gen)
     if "peft_config" in info:  # trained on adapters: the output is a PEFT folder
-        from paramgen.adapters.cli import generate_adapter
+        from paramgen.commands.adapter_options import generate_adapter
 
         return generate_adapter(gen, bits, args.out, args.seed, evaluate=not args.no_eval)
     sd = gen.sample(1, condition=bits, seed=args.seed)[0]

@@ -20,6 +20,7 @@ __all__ = [
     "bits_to_condition",
     "class_weights",
     "parse_bits",
+    "parse_task_spec",
     "read_task_file",
     "relabel",
     "resolve_tasks",
@@ -195,3 +196,13 @@ def read_task_file(path: str | os.PathLike) -> list[str]:
     if not tasks:
         raise ValueError(f"task file {path} lists no tasks")
     return tasks
+
+
+def parse_task_spec(spec: str) -> str | list[str]:
+    """A command line's task list: ``@FILE`` reads bit strings from a file (`read_task_file`);
+    anything else ('all', N, comma-separated bit strings) is returned for `resolve_tasks`, the one
+    place that tells bit strings from counts."""
+    spec = spec.strip()
+    if spec.startswith("@"):
+        return read_task_file(spec[1:])
+    return spec

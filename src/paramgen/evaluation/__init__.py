@@ -15,9 +15,9 @@ from paramgen.evaluation.core import (METRICS, ModelSpec, build_model, check_com
                                       predictions, scan_samples, score)
 from paramgen.evaluation.finetune import FinetuneTable, finetune_curves
 from paramgen.evaluation.novelty import BEAT_MARGIN, Frontier, ParamSpace, beats, novelty
-from paramgen.evaluation.pipeline import evaluate
+from paramgen.evaluation.pipeline import evaluate, write_report
 from paramgen.evaluation.plots import plot_lmc, plot_novelty, plot_pca, plot_similarity
-from paramgen.evaluation.report import EvalReport, write_report
+from paramgen.evaluation.report import EvalReport
 from paramgen.evaluation.similarity import iou, iou_matrix, max_similarity, wrong_mask
 from paramgen.evaluation.tables import Table, comparison_table, summary
 

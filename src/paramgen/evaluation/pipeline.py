@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import Tensor, nn
 
+from paramgen.checkpoints import CheckpointSet
 from paramgen.evaluation.analysis import lmc, pca
 from paramgen.evaluation.baselines import (DEFAULT_MIX_ALPHAS, DEFAULT_MIX_PAIRS,
                                            DEFAULT_NOISE_SCALES, mixture_baseline,
@@ -16,15 +17,14 @@ from paramgen.evaluation.baselines import (DEFAULT_MIX_ALPHAS, DEFAULT_MIX_PAIRS
 from paramgen.evaluation.core import ModelSpec, StateDict, build_model, check_compatible, \
     load_data_for, nonfinite_keys, predictions, scan_samples, score
 from paramgen.evaluation.novelty import ParamSpace
-from paramgen.evaluation.report import EvalReport, write_report
+from paramgen.evaluation.plots import write_plots
+from paramgen.evaluation.report import EvalReport, write_report_files
 from paramgen.evaluation.similarity import max_similarity, wrong_mask
 
 
 def _resolve_ckpts(ckpts: Any) -> tuple[Any, str]:
     """A CheckpointSet (loaded from a folder path when given one) and a name for messages."""
     if isinstance(ckpts, (str, os.PathLike)):
-        from paramgen.checkpoints import CheckpointSet
-
         path = Path(ckpts)
         if not path.exists():
             raise FileNotFoundError(f"checkpoint folder {path} does not exist")
@@ -170,3 +170,15 @@ def evaluate(samples: Sequence[StateDict] | str | os.PathLike, ckpts: Any,
     if out_dir is not None:
         write_report(report, out_dir, plots=plots)
     return report
+
+
+def write_report(report: EvalReport, out_dir: str | os.PathLike, plots: bool = True
+                 ) -> dict[str, Path]:
+    """Write report.md, report.json and (unless plots=False) novelty / pca / lmc PNGs.
+
+    Every file is written atomically, so a report folder never holds a half-written file.
+    Returns name -> path of what was written.
+    """
+    written = write_plots(report, out_dir) if plots else {}
+    written.update(write_report_files(report, out_dir, plots=plots))
+    return written

@@ -159,3 +159,13 @@ def plot_lmc(report: EvalReport, path: str | os.PathLike) -> Path:
     return _save(fig, Path(path))
 
 
+def write_plots(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """The report's PNGs in `out_dir`: novelty.png, and pca.png / lmc.png when the report holds
+    a PCA / an LMC curve. Returns name -> path of what was written."""
+    out = Path(out_dir)
+    written = {"novelty": plot_novelty(report, out / "novelty.png")}
+    if report.pca:
+        written["pca"] = plot_pca(report, out / "pca.png")
+    if report.lmc:
+        written["lmc"] = plot_lmc(report, out / "lmc.png")
+    return written

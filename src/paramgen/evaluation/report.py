@@ -243,23 +243,14 @@ class EvalReport:
         })
 
 
-def write_report(report: EvalReport, out_dir: str | os.PathLike, plots: bool = True
-                 ) -> dict[str, Path]:
-    """Write report.md, report.json and (unless plots=False) novelty / pca / lmc PNGs.
-
-    Every file is written atomically, so a report folder never holds a half-written file.
-    Returns name → path of what was written.
-    """
-    from paramgen.evaluation.plots import plot_lmc, plot_novelty, plot_pca
-
+def write_report_files(report: EvalReport, out_dir: str | os.PathLike, plots: bool = False
+                       ) -> dict[str, Path]:
+    """Write report.json and report.md; with `plots` the markdown links the PNGs that
+    `paramgen.evaluation.plots.write_plots` wrote beside it (`write_report` in
+    `paramgen.evaluation.pipeline` does both). Each file is written atomically. Returns
+    name -> path of what was written."""
     out = Path(out_dir)
     written: dict[str, Path] = {}
-    if plots:
-        written["novelty"] = plot_novelty(report, out / "novelty.png")
-        if report.pca:
-            written["pca"] = plot_pca(report, out / "pca.png")
-        if report.lmc:
-            written["lmc"] = plot_lmc(report, out / "lmc.png")
     written["json"] = io.write_json(out / "report.json", report.to_dict())
     written["markdown"] = io.write_text(out / "report.md", report.to_markdown(plots=plots) + "\n")
     return written

@@ -1,6 +1,10 @@
-"""The command line's adapter paths: `paramgen collect --lora ...` and `paramgen generate` for a
-generator trained on adapters. The commands call in here so their own files stay unchanged but
-for a branch each."""
+"""The command line's adapter paths: the `paramgen collect --lora ...` options and their run, and
+`paramgen generate` for a generator trained on adapters. Not a command itself: `collect` and
+`generate` call in here.
+
+Like every command module, this one imports the heavy layers (torch, paramgen.adapters, peft)
+inside the functions that use them, so that `paramgen collect --help` starts without them.
+"""
 
 from __future__ import annotations
 
@@ -37,13 +41,13 @@ def collect_from_args(args: argparse.Namespace, progress: bool = True):
     """`paramgen collect --lora`: collect an adapter grid (the command prints the summary)."""
     from paramgen.adapters.collect import collect_adapters
     from paramgen.adapters.recipe import LoraRecipe
-    from paramgen.commands.collect import _parse_tasks
+    from paramgen.data import parse_task_spec
 
     if args.tasks is None:
         raise ValueError("--lora needs --tasks (all, N, bit strings or @FILE): one adapter is "
                          "trained per task")
     recipe = LoraRecipe.parse(args.lora, dora=args.dora)
-    ckpts = collect_adapters(args.data, args.out, tasks=_parse_tasks(args.tasks), recipe=recipe,
+    ckpts = collect_adapters(args.data, args.out, tasks=parse_task_spec(args.tasks), recipe=recipe,
                              base=args.base, steps=args.epochs, lr=args.lr,
                              batch_size=args.batch_size, seed=args.seed,
                              pretrain_steps=args.pretrain_steps, data_root=args.data_root,
