@@ -84,3 +84,15 @@ def test_bad_overrides_are_refused_with_their_name():
         RPG(**SMALL, lr=-1.0).fit(collection(), steps=1, progress=False)
     with pytest.raises(ValueError, match="lr"):
         RPG(preset="cpu", lr=-1.0)
+
+
+def test_paramgen_train_builds_the_config_once(builds, tmp_path, capsys):
+    from paramgen.cli import main
+
+    collection(rows=260, cols=256).save(tmp_path / "ck")
+    builds[0] = 0
+    assert main(["train", "--ckpts", str(tmp_path / "ck"), "--out", str(tmp_path / "g"),
+                 "--steps", "1", "--quiet", "--set", "token_size=16", "--set", "d_model=8",
+                 "--set", "d_state=2", "--set", "denoiser_channels=[1, 4]"]) == 0
+    assert builds[0] == 1
+    assert "window 32 tokens" in capsys.readouterr().out  # the size rule's choice, printed
