@@ -54,7 +54,8 @@ class RPG(Generator):
 
     def __init__(self, preset: str | None = None, config: RPGConfig | dict | None = None,
                  **overrides: Any):
-        self._config: RPGConfig | None = None
+        self._config: RPGConfig | None = None  # built by _choose (the config property)
+        self.auto_settings: dict = {}  # what the size rule added to RPG()'s preset
         super().__init__(preset, config, **overrides)
         # The permutation states (states.py): their kind, count, the run each stands for.
         self._state_kind = "none"
