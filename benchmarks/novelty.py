@@ -152,7 +152,7 @@ MORE = {"more": 3, "more6": 6}  # checkpoints per run, as a multiple of --per-ru
 
 def with_temperature(temperature: float):
     """Scale the sampler's starting noise (benchmark-only patch of paramgen.methods.rpg)."""
-    import paramgen.methods.rpg.generator as rpg_module  # where RPG.sample looks it up
+    import paramgen.methods.rpg.sampling as rpg_module  # where RPG.sample looks it up
 
     original = rpg_module.run_sampler
 

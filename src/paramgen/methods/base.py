@@ -49,9 +49,8 @@ class Generator(ABC):
         # With neither preset nor config, fit() may pick a preset from the collection.
         self._auto_preset = preset is None and config is None
         self._overrides = dict(overrides)
-        self.config = resolve_config(self.config_cls, preset or (
-            self.default_preset if config is None else None), config, overrides)
         self.preset = preset or (self.default_preset if config is None else None)
+        self.config = self._initial_config(preset, config)
         self._condition_dim: int | None = None
         self._condition_range: tuple[float, float] | None = None
         self.collection_info: dict = {}
@@ -118,15 +117,10 @@ class Generator(ABC):
                                "from_pretrained()")
 
     # ------------------------------------------------------------------ config and engine
-    def _choose_preset(self, ckpts) -> None:
-        """With no preset and no config given, a method may pick one from the collection."""
-        preset = self.auto_preset_for(ckpts) if self._auto_preset else None
-        if preset is not None and preset != self.preset:
-            self.preset = preset
-            self.config = self.config_cls.from_preset(preset, **self._overrides)
-
-    def auto_preset_for(self, ckpts) -> str | None:
-        return None
+    def _initial_config(self, preset: str | None, config: Any) -> Any:
+        """The config a generator is built with (a method whose fit chooses its settings from
+        the collection, as RPG's does, may build it there instead)."""
+        return resolve_config(self.config_cls, self.preset, config, self._overrides)
 
     def _engine(self):
         from paramgen.training import Engine, Runtime

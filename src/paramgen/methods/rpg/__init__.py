@@ -1,5 +1,7 @@
-"""RPG, recurrent diffusion for large-scale parameter generation: config, presets, networks,
-generator (one file each)."""
+"""RPG, recurrent diffusion for large-scale parameter generation, one idea a file: config and
+presets (the settings), choice (which settings a fit uses), network, token_store (a
+collection's tokens), states (permutation states), window (windowed training), sampling, and
+generator (the RPG class that puts them together)."""
 
 from paramgen.methods.rpg.config import RPGConfig
 from paramgen.methods.rpg.generator import RPG

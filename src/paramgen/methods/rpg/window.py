@@ -8,6 +8,9 @@ truncated backpropagation through time, as stateful language models train: the c
 was computed by slightly older weights, which the measurements in docs/performance.md show costs
 no quality on the collections tried. The bank is a module, so the engine saves it with the
 weights and a resumed run continues exactly.
+
+Here: which window a fit uses (:func:`choose_window`), the carry it needs (:func:`carry_for`),
+the loss of one step (:func:`window_loss`) and the bank's update across processes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from paramgen.diffusion import NoiseSchedule, diffusion_loss
+from paramgen.tokenize import slot_mask
+from paramgen.training import StepContext
 
 
 class WindowCarry(nn.Module):
@@ -80,3 +87,71 @@ def window_index(starts: Tensor, window: int, length: int) -> tuple[Tensor, Tens
     index = starts[:, None] + offsets[None]
     real = index < length
     return index.clamp(max=length - 1), real
+
+
+def choose_window(train_window: int, num_tokens: int) -> int:
+    """The window a fit trains with: ``train_window`` tokens, or 0 (whole sequences) when that
+    is off or covers the whole sequence anyway."""
+    return train_window if 0 < train_window < num_tokens else 0
+
+
+def carry_for(network: nn.Module, backbone: str, num_sequences: int, length: int,
+              window: int) -> WindowCarry | None:
+    """The state bank a windowed fit carries (None without a window)."""
+    if not window:
+        return None
+    if not network.backbone.streams:
+        raise ValueError(f"train_window needs a backbone that carries its state "
+                         f"(mamba, lstm, none); {backbone!r} does not")
+    return WindowCarry(network.backbone, num_sequences, length, window)
+
+
+def window_loss(net: nn.Module, data: dict, config: Any, schedule: NoiseSchedule,
+                ctx: StepContext) -> Tensor:
+    """RPG's diffusion loss on one window of W tokens per checkpoint of a batch. ``data``: the
+    fit's training data (tokens in memory or in a file, token_store.py: the same windows), valid
+    counts per token, states and conditions per checkpoint, the window and its carry (on the
+    device: the engine moved it with the training modules)."""
+    carry: WindowCarry = data["carry"]
+    tokens = data["tokens"]
+    n, L, T = tokens.shape
+    W = data["window"]
+    chosen = torch.randperm(n, generator=ctx.generator)[:min(config.batch_size, n)]
+    mine = ctx.shard(chosen).to(ctx.device)
+    b = mine.numel()
+    index, real = window_index(carry.starts(mine), W, L)             # [b, W]
+    st = data["states"][mine] if data["states"] is not None else None
+    cd = data["conditions"][mine] if data["conditions"] is not None else None
+    per_process = max(1, config.diffusion_batch // ctx.num_processes)
+    picked = torch.randperm(b * W, generator=ctx.generator)[:min(per_process, b * W)]
+    picked = picked.to(ctx.device)
+    x0 = tokens.windows(mine, index).reshape(b * W, T)[picked]
+    m = (slot_mask(data["valid"][index], T) & real[..., None]).reshape(b * W, T)[picked]
+    with ctx.autocast():
+        h = net.window_input(st, cd, index)
+        protos, after = net.backbone.forward_stateful(h, carry.gather(mine, h.dtype))
+        protos = protos.reshape(b * W, T)[picked]
+        loss = diffusion_loss(lambda xt, t: net.denoise(xt, t, protos), x0, m,
+                              schedule, config.prediction, generator=ctx.noise)
+    advance_windows(ctx, carry, chosen.to(ctx.device), mine, after)
+    return loss
+
+
+@torch.no_grad()
+def advance_windows(ctx: StepContext, carry: WindowCarry, chosen: Tensor, mine: Tensor,
+                    after: Any) -> None:
+    """Store the states the windows ended in. Every process stores the states of the whole
+    global batch (``chosen``; ``after`` holds those of its share, ``mine``), so all banks
+    agree."""
+    if ctx.num_processes == 1:
+        carry.update(mine, after)
+        return
+    leaves, spec = tree_flatten(after)
+    where = (mine[:, None] == chosen[None, :]).float()                 # [mine, chosen]
+    count = ctx.reduce_sum(where.sum(0))
+    full = []
+    for leaf, axis in zip(leaves, carry._axes):
+        moved = leaf.detach().float().movedim(axis, -1)                 # [..., mine]
+        total = ctx.reduce_sum(moved @ where) / count.clamp_min(1)
+        full.append(total.movedim(-1, axis))
+    carry.update(chosen, tree_unflatten(full, spec))
