@@ -20,11 +20,14 @@ from torch import Tensor, nn
 
 from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
-from paramgen.methods.base import Fingerprint, Generator, check_finite, load_module
+from paramgen.methods.base import Generator, check_finite
+from paramgen.methods.fingerprint import Fingerprint
+from paramgen.methods.folder import load_module
 from paramgen import notices
 from paramgen.methods.registry import register_method
 from paramgen.methods.rpg.config import SAMPLING_MODES, RPGConfig
 from paramgen.methods.rpg.network import RPGNetwork
+from paramgen.methods.rpg.options import OPTIONS
 from paramgen.methods.rpg.token_store import goes_to_file
 from paramgen.methods.rpg.token_store import tokenize as tokenize_collection
 from paramgen.methods.rpg.window import WindowCarry, window_index
@@ -54,6 +57,7 @@ class RPG(Generator):
     """
 
     config_cls = RPGConfig
+    options = OPTIONS
     config: RPGConfig
     tokenizer: Tokenizer | None
     network: RPGNetwork | None
@@ -147,9 +151,9 @@ class RPG(Generator):
         self.network = RPGNetwork(self.config, tokenizer.positions, num_states, condition_dim)
 
     # ------------------------------------------------------------------ training
-    def fit(self, ckpts, steps: int | None = None, seed: int = 0,
-            workdir: str | os.PathLike | None = None, progress: bool = True,
-            callback=None) -> "RPG":
+    def _fit(self, ckpts, *, steps: int | None = None, seed: int = 0,
+             workdir: str | os.PathLike | None = None, progress: bool = True,
+             callback=None) -> "RPG":
         """Train on a CheckpointSet (or any sequence of state dicts).
 
         With ``workdir`` the training state is saved every ``save_every`` steps (or
@@ -431,9 +435,6 @@ class RPG(Generator):
         """
         from tqdm.auto import tqdm
 
-        self._require_fitted()
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
         cfg = self.config
         mode = mode or cfg.sampling_mode
         if mode not in SAMPLING_MODES:
@@ -491,10 +492,10 @@ class RPG(Generator):
         bar.close()
 
     @torch.no_grad()
-    def sample(self, n: int = 1, condition: Any = None, seed: int = 0, mode: str | None = None,
-               sampler: str | None = None, steps: int | None = None,
-               state: int | Sequence[int] | None = None, progress: bool = False,
-               return_tokens: bool = False) -> list[dict[str, Tensor]]:
+    def _sample(self, n: int, *, seed: int = 0, progress: bool = False, condition: Any = None,
+                mode: str | None = None, sampler: str | None = None, steps: int | None = None,
+                state: int | Sequence[int] | None = None,
+                return_tokens: bool = False) -> list[dict[str, Tensor]]:
         """Generate ``n`` state dicts.
 
         ``mode``: sequential (one model and a few tokens at a time: least memory), partial (about
@@ -503,7 +504,6 @@ class RPG(Generator):
         ``state``: the permutation state to use (default: drawn at random per model).
         ``return_tokens``: give the raw tokens [n, L, T] instead of state dicts.
         """
-        self._require_fitted()
         blocks = self._token_blocks(n, condition, seed, mode, sampler, steps, state, progress)
         tk = self.tokenizer
         if return_tokens:
@@ -524,11 +524,11 @@ class RPG(Generator):
             stream.close()
 
     @torch.no_grad()
-    def sample_to_files(self, paths: Sequence[str | os.PathLike], condition: Any = None,
-                        seed: int = 0, mode: str | None = None, sampler: str | None = None,
-                        steps: int | None = None, state: int | Sequence[int] | None = None,
-                        progress: bool = False,
-                        metadata: dict[str, str] | None = None) -> list[Path]:
+    def _sample_to_files(self, paths: list, *, seed: int = 0, progress: bool = False,
+                         metadata: dict[str, str] | None = None, condition: Any = None,
+                         mode: str | None = None, sampler: str | None = None,
+                         steps: int | None = None,
+                         state: int | Sequence[int] | None = None) -> list[Path]:
         """Sample ``len(paths)`` models straight into ``.safetensors`` files.
 
         The values go to disk as they are generated: with ``mode="sequential"`` the memory used
@@ -536,11 +536,10 @@ class RPG(Generator):
         file appears only when complete. A partial generator (``keys``) assembles each model
         with its copied tensors in memory first.
         """
-        self._require_fitted()
         if self.reference:
-            return super().sample_to_files(paths, condition=condition, seed=seed, mode=mode,
-                                           sampler=sampler, steps=steps, state=state,
-                                           progress=progress, metadata=metadata)
+            return super()._sample_to_files(paths, seed=seed, progress=progress,
+                                            metadata=metadata, condition=condition, mode=mode,
+                                            sampler=sampler, steps=steps, state=state)
         sinks = []
         try:
             for p in paths:
