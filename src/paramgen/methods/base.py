@@ -44,8 +44,9 @@ from paramgen.methods.options import (MethodOptions, accepted_options, check_cou
 from paramgen.methods.registry import methods_where
 
 # Older import paths: these lived here before the folder format and the data fingerprint got
-# their own modules; methods and other code may still import them from base.
-from paramgen.methods.fingerprint import Fingerprint, data_fingerprint  # noqa: F401
+# their own modules; methods and other code may still import them from base
+# (data_fingerprint: from paramgen.methods.fingerprint).
+from paramgen.methods.fingerprint import Fingerprint  # noqa: F401
 from paramgen.methods.folder import (FORMAT, FORMAT_VERSION, load_generator,  # noqa: F401
                                      load_module, read_config, read_weights)
 

@@ -94,7 +94,7 @@ class MethodOptions:
                 raise ValueError(f"sample option {name!r} is a keyword of the generator "
                                  "contract itself; give the option another name")
             if not isinstance(option, Option):
-                raise ValueError(f"sample option {name!r} must be an Option, got "
+                raise TypeError(f"sample option {name!r} must be an Option, got "
                                  f"{type(option).__name__}")
 
     @property

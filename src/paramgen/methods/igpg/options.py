@@ -6,7 +6,7 @@ from paramgen.methods.igpg.presets import IGPG_PRESETS
 from paramgen.methods.options import MethodOptions, Option
 
 OPTIONS = MethodOptions(
-    summary="IGPG: a VQ-VAE over parameter chunks and a GPT prior, one generator for a zoo of "
+    summary="a VQ-VAE over parameter chunks and a GPT prior: one generator for a zoo of "
             "architectures and datasets (takes several collections)",
     presets=tuple(IGPG_PRESETS), collections="several", conditions=False,
     sample={

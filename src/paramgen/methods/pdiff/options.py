@@ -6,7 +6,8 @@ from paramgen.methods.options import MethodOptions, Option
 from paramgen.methods.pdiff.presets import PDIFF_PRESETS
 
 OPTIONS = MethodOptions(
-    summary="p-diff: a parameter autoencoder and a latent diffusion model (unconditional)",
+    summary="neural network diffusion: a parameter autoencoder and a latent diffusion model "
+            "(unconditional)",
     presets=tuple(PDIFF_PRESETS), collections="one", conditions=False,
     sample={
         "condition": Option("must be left out: p-diff is unconditional", kind="condition",
