@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from paramgen import io
+from paramgen.adapters import export
 from paramgen.config import GeneratorConfig
 from paramgen.methods import folder
 from paramgen.methods.options import (MethodOptions, accepted_options, check_count, check_seed,
@@ -145,14 +146,11 @@ class Generator(ABC):
                        seed: int = 0, peft_config: Any = None,
                        **options: Any) -> list[Path]:
         """Sample adapters into PEFT folders (see paramgen.adapters.export.sample_to_peft)."""
-        # adapters/ loads its training and PEFT helpers with its package; only an export
-        # needs them, so they load here, on the first one.
-        from paramgen.adapters.export import sample_to_peft
-
         seed = check_seed(seed)
         options = accepted_options(self.options, options,
                                    f"{type(self).__name__}.sample_to_peft", files=True)
-        return sample_to_peft(self, out_dirs, seed=seed, peft_config=peft_config, **options)
+        return export.sample_to_peft(self, out_dirs, seed=seed, peft_config=peft_config,
+                                     **options)
 
     # What a method implements: the public methods above have checked every argument.
     @abstractmethod
