@@ -303,6 +303,11 @@ def test_cli_train_on_two_collections_and_sample_like(tmp_path, capsys):
     gen = tmp_path / "gen"
     assert main(["train", "--method", "igpg", *dirs, "--preset", "tiny", "--out", str(gen),
                  "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    # the train path every method has: --align per collection, one summary line
+    for d in dirs[1::2]:
+        assert f"{d}: align:" in printed, printed
+    assert "trained igpg (tiny) on 8 checkpoints from 2 collections" in printed
     like = tmp_path / "like.safetensors"
     save_file(pg.zoo.create("cnn-s", (40,)).state_dict(), str(like))
     out = tmp_path / "samples"
@@ -312,7 +317,13 @@ def test_cli_train_on_two_collections_and_sample_like(tmp_path, capsys):
     assert len(files) == 3
     _same_layout(load_file(str(files[0])), load_file(str(like)))
     assert main(["sample", "--gen", str(gen), "-n", "1", "--out", str(out)]) == 2
-    assert "--like" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # in the command line's words, not Python's
+    assert "pass --like FILE.safetensors" in err and "like=" not in err, err
+    assert main(["sample", "--gen", str(gen), "--like", str(like), "--mode", "full", "-n", "1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--mode: not an option" in err and "--like" in err and "--dataset" in err, err
     assert main(["train", "--method", "rpg", *dirs, "--out", str(tmp_path / "r")]) == 2
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paramgen import CheckpointSet, train_state
-from paramgen.methods import RPG, RPGConfig, base
+from paramgen.methods import RPG, RPGConfig, fingerprint
 from paramgen.methods.rpg import token_store
 from paramgen.methods.rpg.window import window_index
 from paramgen.tokenize import Tokenizer
@@ -65,8 +65,8 @@ def test_file_windows_equal_memory_windows_at_the_clamped_end(tmp_path):
     ck = collection()
     tok = Tokenizer.fit(ck, 16)
     L = tok.num_tokens
-    mem = token_store.tokenize(tok, ck, len(ck), base.Fingerprint())
-    disk = token_store.tokenize(tok, ck, len(ck), base.Fingerprint(), to_file=True,
+    mem = token_store.tokenize(tok, ck, len(ck), fingerprint.Fingerprint())
+    disk = token_store.tokenize(tok, ck, len(ck), fingerprint.Fingerprint(), to_file=True,
                                 folder=tmp_path)
     seqs = torch.tensor([3, 0, 2, 2])
     index, real = window_index(torch.tensor([35, 0, 14, 28]), 7, L)
@@ -121,13 +121,13 @@ def test_sliced_fingerprint_equals_the_whole_tensor_one(monkeypatch):
     g = torch.Generator().manual_seed(1)
     t = torch.randn(3, 50, 16, generator=g)
     for sums_from in (1 << 28, 100):  # bytes, then row sums
-        monkeypatch.setattr(base, "FINGERPRINT_SUMS_FROM", sums_from)
-        sliced = base.Fingerprint()
+        monkeypatch.setattr(fingerprint, "FINGERPRINT_SUMS_FROM", sums_from)
+        sliced = fingerprint.Fingerprint()
         sliced.begin(t.shape, t.dtype)
         for row in t:
             sliced.feed(row)
-        assert sliced.hexdigest() == base.data_fingerprint(t)
-    assert base.data_fingerprint(t) != base.data_fingerprint(t + 1e-3)
+        assert sliced.hexdigest() == fingerprint.data_fingerprint(t)
+    assert fingerprint.data_fingerprint(t) != fingerprint.data_fingerprint(t + 1e-3)
 
 
 def test_resume_crosses_stores_and_continues_from_file(tmp_path, monkeypatch):

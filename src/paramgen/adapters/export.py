@@ -42,13 +42,12 @@ def resolve_peft_config(generator: Any, peft_config: Any = None) -> dict[str, An
 
 
 def sample_to_peft(generator: Any, out_dirs: Sequence[str | os.PathLike] | str | os.PathLike,
-                   condition: Any = None, seed: int = 0, peft_config: Any = None,
-                   **options: Any) -> list[Path]:
+                   seed: int = 0, peft_config: Any = None, **options: Any) -> list[Path]:
     """Sample ``len(out_dirs)`` adapters and write each as a PEFT folder (adapter_config.json +
     adapter_model.safetensors), loadable with ``peft.PeftModel.from_pretrained(base, folder)``.
 
-    ``condition`` and ``options`` (e.g. ``steps=``) go to ``generator.sample``. Returns the
-    folders.
+    ``options`` (what the generator declares: ``condition=``, ``steps=``, ...) go to
+    ``generator.sample``. Returns the folders.
     """
     from paramgen.adapters.folders import write_peft_folder
 
@@ -58,12 +57,13 @@ def sample_to_peft(generator: Any, out_dirs: Sequence[str | os.PathLike] | str |
     if not dirs:
         raise ValueError("sample_to_peft: out_dirs is empty")
     config = resolve_peft_config(generator, peft_config)
-    samples = generator.sample(len(dirs), condition=condition, seed=seed, **options)
+    samples = generator.sample(len(dirs), seed=seed, **options)
     if not any("lora_" in k for k in samples[0]):
         shown = ", ".join(list(samples[0])[:4])
         raise ValueError(f"the generator's samples hold no LoRA weights (keys {shown}, ...): it "
                          "was trained on whole models, not adapters")
     meta = {"paramgen_seed": str(seed)}
-    if condition is not None and isinstance(condition, str):
+    condition = options.get("condition")
+    if isinstance(condition, str):
         meta["paramgen_condition"] = condition
     return [write_peft_folder(d, sd, config, metadata=meta) for d, sd in zip(dirs, samples)]

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _generator_info(gen_dir: str) -> dict:
-    """The generator's collection info and condition size, read from its config.json only."""
+    """The generator's collection info, condition size and method, read from its config.json
+    only."""
     config_path = Path(gen_dir) / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: --gen must be a generator folder "
@@ -54,7 +55,19 @@ def _generator_info(gen_dir: str) -> dict:
         raise ValueError(f"{config_path} is not valid JSON: {exc}") from None
     info = dict(config.get("collection_info") or {})
     info["_condition_dim"] = config.get("condition_dim")
+    info["_method"] = config.get("method")
     return info
+
+
+def _check_takes_a_task(gen_dir: str, method: str) -> None:
+    """A task is given to a generator as its ``condition``: its method must declare one."""
+    from paramgen.methods.registry import method_options
+
+    declared = method_options(method)
+    if "condition" not in declared.sample_names() or not declared.sample["condition"].cli:
+        takes = ", ".join(declared.sample_names()) or "no options"
+        raise ValueError(f"{gen_dir} is a {method} generator, which takes no task condition "
+                         f"(it takes {takes}): generate from it with `paramgen sample`")
 
 
 def _class_set(args: argparse.Namespace, info: dict) -> str | list[str]:
@@ -93,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run and (args.gen is None or args.out is None):
         raise ValueError("--gen and --out are required unless --dry-run")
     info = _generator_info(args.gen) if args.gen else {}
+    if info.get("_method"):  # (a folder without one is refused when it is loaded)
+        _check_takes_a_task(args.gen, str(info["_method"]))
     names = prompts.class_names(_class_set(args, info))
     bits = _understand(args, names)
     condition_dim = info.get("_condition_dim")

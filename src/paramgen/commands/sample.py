@@ -6,34 +6,72 @@ import argparse
 import re
 from pathlib import Path
 
+from paramgen.methods.options import Option
+
 HELP = "sample new models from a trained generator"
 
 
+def flag(name: str) -> str:
+    """A method's option name as a command-line flag: ``top_k`` -> ``--top-k``."""
+    return "--" + name.replace("_", "-")
+
+
+def offered_options() -> dict[str, tuple[Option, dict[str, str]]]:
+    """Every sampling option some method offers on the command line, from what the methods
+    declare: name -> (its declaration, {method: that method's help})."""
+    from paramgen.methods.registry import method_names, method_options
+
+    merged: dict[str, tuple[Option, dict[str, str]]] = {}
+    for method in method_names():
+        for name, option in method_options(method).sample.items():
+            if not option.cli:
+                continue
+            if name not in merged:
+                merged[name] = (option, {})
+            first, helps = merged[name]
+            if option.kind != first.kind:
+                raise ValueError(f"methods {next(iter(helps))} and {method} both declare the "
+                                 f"sample option {name!r}, as a {first.kind} and a {option.kind}: "
+                                 "one flag cannot read both")
+            helps[method] = option.help
+    return merged
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from paramgen.methods.registry import method_options
+
     parser.add_argument("--gen", required=True, metavar="DIR",
                         help="a saved generator (from `paramgen train` or save_pretrained)")
     parser.add_argument("-n", "--num", type=int, default=10,
                         help="how many models (default: %(default)s)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder for the models: sample_000.safetensors, ...")
-    parser.add_argument("--mode", choices=["sequential", "partial", "full"], default=None,
-                        help="RPG: denoise one token at a time (least memory), a batch of tokens "
-                             "at a time, or all at once (default: the generator's)")
-    parser.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++"], default=None,
-                        help="ddpm walks every timestep; ddim and dpm++ (DPM-Solver++ 2M) take "
-                             "--steps (default: the generator's)")
-    parser.add_argument("--steps", type=int, default=None, help="ddim / dpm++ sampling steps")
-    parser.add_argument("--condition", default=None, metavar="BITS",
-                        help="task condition as bits, e.g. 0101010101, or comma-separated floats")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    parser.add_argument("--like", default=None, metavar="FILE.safetensors",
-                        help="igpg: a state dict of the architecture to generate (only its "
-                             "keys, shapes and dtypes are used)")
-    parser.add_argument("--dataset", default=None, metavar="TEXT",
-                        help="igpg: the dataset to generate for, e.g. digits")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into an --out folder that is not empty and was not made by "
                              "paramgen (nothing that was there is deleted)")
+    group = parser.add_argument_group(
+        "options of the generator's method", "each method declares the options it takes "
+        "(which methods take an option is in brackets)")
+    for name, (option, helps) in offered_options().items():
+        by_help: dict[str, list[str]] = {}
+        for method, text in helps.items():
+            by_help.setdefault(text, []).append(method)
+        text = "; ".join(f"{', '.join(ms)}: {h}" for h, ms in by_help.items()) \
+            if len(by_help) > 1 else f"{next(iter(by_help))} ({', '.join(helps)})"
+        if any(method_options(m).sample[name].required for m in helps):
+            text += "; required by " + ", ".join(
+                m for m in helps if method_options(m).sample[name].required)
+        kwargs: dict = dict(dest=name, default=None, help=text)
+        if option.kind == "flag":
+            kwargs.update(action="store_const", const=True)
+        else:
+            choices = [c for m in helps for c in method_options(m).sample[name].choices]
+            kwargs.update(type={"int": int, "count": int, "float": float}.get(option.kind, str),
+                          metavar=option.shown if not choices else None)
+            if choices:
+                kwargs["choices"] = list(dict.fromkeys(choices))
+        group.add_argument(flag(name), **kwargs)
 
 
 def parse_condition(text: str | None) -> list[float] | None:
@@ -67,28 +105,55 @@ def _is_sample_folder(path: Path) -> bool:
     return bool(names) and all(re.fullmatch(r"sample_\d+\.safetensors", n) for n in names)
 
 
+def _read_options(args: argparse.Namespace, offered: dict) -> dict:
+    """The method options given on the command line, checked as a command line spells them."""
+    import math
+
+    given = {}
+    for name, (option, _) in offered.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if option.kind == "condition":
+            value = parse_condition(value)
+        elif option.kind == "count" and value < 1:
+            raise ValueError(f"{flag(name)} must be at least 1, got {value}")
+        elif option.kind == "float" and not math.isfinite(value):
+            raise ValueError(f"{flag(name)} must be a finite number, got {value}")
+        elif option.kind == "file" and not Path(value).is_file():
+            raise FileNotFoundError(f"{flag(name)} {value}: no such file")
+        given[name] = value
+    return given
+
+
+def _check_against(gen_dir: str, method: str, given: dict) -> None:
+    """The options given against those the generator's method declares, in command-line words."""
+    from paramgen.methods.registry import method_options
+
+    declared = method_options(method)
+    takes = [k for k in declared.sample_names(files=True) if declared.sample[k].cli]
+    offers = ", ".join(f"{flag(k)} {declared.sample[k].shown}".rstrip() for k in takes) \
+        or "no method options"
+    unknown = [flag(k) for k in given if k not in takes]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not an option of {gen_dir}, a {method} "
+                         f"generator; it takes {offers}")
+    missing = [k for k in takes if declared.sample[k].required and k not in given]
+    if missing:
+        needs = ", ".join(f"{flag(k)} {declared.sample[k].shown} ({declared.sample[k].help})"
+                          for k in missing)
+        raise ValueError(f"{gen_dir} is a {method} generator: pass {needs}; it takes {offers}")
+
+
 def run(args: argparse.Namespace) -> int:
     from paramgen import io
     from paramgen.methods import load_generator
 
     if args.num < 1:
         raise ValueError(f"-n must be at least 1, got {args.num}")
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {args.steps}")
-    condition = parse_condition(args.condition)
+    options = _read_options(args, offered_options())
     gen = load_generator(args.gen)
-    options = {k: v for k, v in (("mode", args.mode), ("sampler", args.sampler),
-                                 ("steps", args.steps)) if v is not None}
-    if gen.method == "igpg":
-        if args.like is None:
-            raise ValueError(f"{args.gen} is an igpg generator: pass --like FILE.safetensors "
-                             "(the architecture to generate) and --dataset TEXT")
-        if options:
-            raise ValueError("--mode/--sampler/--steps are for rpg and pdiff, not igpg")
-        options = {"like": args.like, "dataset": args.dataset}
-    elif args.like is not None or args.dataset is not None:
-        raise ValueError(f"--like/--dataset are for igpg generators; {args.gen} is "
-                         f"{gen.method!r}")
+    _check_against(args.gen, gen.method, options)
     # A samples folder holds this run's samples only: what an earlier `sample` wrote there goes
     # (so a later eval never scores stale models); anything else there is kept, and a foreign
     # non-empty folder is refused unless --overwrite.
@@ -99,8 +164,7 @@ def run(args: argparse.Namespace) -> int:
     paths = [out / f"sample_{i:03d}.safetensors" for i in range(args.num)]
     # Streamed to disk as generated (RPG): memory does not grow with the model's size.
     try:
-        gen.sample_to_files(paths, condition=condition, seed=args.seed,
-                            progress=True, **options)
+        gen.sample_to_files(paths, seed=args.seed, progress=True, **options)
     except BaseException:
         if not existed:
             io.discard_if_unused(out)  # e.g. a condition the generator refuses: no empty folder

@@ -28,33 +28,46 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
+def _method_help() -> tuple[str, str]:
+    """--method and --preset help, from what each method declares (no method is imported)."""
+    from paramgen.methods.registry import method_names, method_options
+
+    names = method_names()
+    methods = "; ".join(f"{m}: {method_options(m).summary}" for m in names)
+    presets = "; ".join(f"{m}: {', '.join(method_options(m).presets)}" for m in names
+                        if method_options(m).presets)
+    return methods, presets
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from paramgen.methods.registry import method_names, methods_where
+
+    several = methods_where(lambda o: o.several_collections)
     parser.add_argument("--ckpts", required=True, metavar="DIR", action="append",
                         help="CheckpointSet folder (manifest.json + .safetensors), e.g. from "
-                             "`paramgen collect`; igpg takes several (repeat --ckpts), one per "
+                             "`paramgen collect`; a method that takes several collections ("
+                             f"{', '.join(several) or 'none'}) takes --ckpts repeated, one per "
                              "architecture/dataset")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="where to save the generator (config.json + model.safetensors)")
-    from paramgen.methods.registry import method_names
-
+    methods, presets = _method_help()
     parser.add_argument("--method", default="rpg", choices=method_names(),
-                        help="generator method: rpg (recurrent diffusion), pdiff (autoencoder + "
-                             "latent diffusion), igpg (VQ-VAE + GPT prior over a zoo of "
-                             "architectures and datasets; repeat --ckpts) (default: %(default)s)")
+                        help=f"generator method: {methods} (default: %(default)s)")
     parser.add_argument("--preset", default=None,
-                        help="named settings: rpg: cpu, cpu-tasks, tiny, small, base, large; "
-                             "pdiff: cpu, cpu-partial, paper, official; igpg: cpu, tiny, paper "
-                             "(default: cpu, or "
-                             "cpu-tasks for rpg with --condition-from)")
+                        help=f"named settings: {presets} (default: the method's choice for "
+                             "the collection, e.g. rpg: cpu, or cpu-tasks for task conditions)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set backbone=lstm "
                              "--set token_size=128 (repeatable; values parsed as JSON)")
+    conditioned = methods_where(lambda o: o.conditions)
     parser.add_argument("--condition-from", choices=["none", "manifest"], default="none",
                         help="'manifest': condition the generator on each checkpoint's condition "
-                             "(task bits) from the manifest (default: %(default)s)")
+                             "(task bits) from the manifest, for a method that learns from "
+                             f"conditions ({', '.join(conditioned) or 'none'}) "
+                             "(default: %(default)s)")
     parser.add_argument("--holdout", type=float, default=0.1,
                         help="with --condition-from manifest: fraction of tasks held out as "
                              "unseen (never trained on), recorded in OUT/split.json "
@@ -72,10 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "step 0 (without it, a run whose settings differ from the saved "
                              "one is refused, and the same run resumes)")
     parser.add_argument("--align", choices=["auto", "none"], default="auto",
-                        help="auto: test whether the checkpoints come from several runs or "
-                             "independently initialised task models and, if so, permute them "
-                             "into checkpoint 0's basin first (docs/align.md); none: train on "
-                             "them as they are (default: %(default)s)")
+                        help="auto: test whether the checkpoints of each collection come from "
+                             "several runs or independently initialised task models and, if so, "
+                             "permute them into its checkpoint 0's basin first (docs/align.md); "
+                             "none: train on them as they are (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -95,57 +108,79 @@ def split_tasks(tasks: list[str], holdout: float, seed: int) -> tuple[list[str],
     return seen, unseen
 
 
+def _check_method_takes(args: argparse.Namespace, declared) -> None:
+    """The flags that only some methods take, against what --method declares."""
+    from paramgen.methods.registry import methods_where
+
+    if len(args.ckpts) > 1 and not declared.several_collections:
+        several = methods_where(lambda o: o.several_collections)
+        raise ValueError(f"--method {args.method} trains on one collection; got "
+                         f"{len(args.ckpts)} --ckpts (several are for --method "
+                         f"{' or '.join(several) or '(none installed)'})")
+    if args.condition_from == "manifest":
+        if not declared.conditions:
+            conditioned = methods_where(lambda o: o.conditions)
+            raise ValueError(f"--condition-from manifest: --method {args.method} does not learn "
+                             "from task conditions (methods that do: "
+                             f"{', '.join(conditioned) or 'none'})")
+        if len(args.ckpts) > 1:
+            raise ValueError("--condition-from manifest splits the tasks of one collection; "
+                             f"got {len(args.ckpts)} --ckpts")
+
+
+def _conditioned_on_manifest(ckpts, folder: str, args: argparse.Namespace):
+    """--condition-from manifest: the seen tasks of the collection, and the split record."""
+    if ckpts.conditions is None:
+        raise ValueError(f"{folder}/manifest.json has no conditions: collect a task grid "
+                         "(`paramgen collect --tasks ...`) or drop --condition-from")
+    tasks = [str(ckpts.provenance(i).get("task") or
+                 "".join(str(int(v)) for v in ckpts.condition(i).tolist()))
+             for i in range(len(ckpts))]
+    seen, unseen = split_tasks(tasks, args.holdout, args.split_seed)
+    keep = [i for i, t in enumerate(tasks) if t in set(seen)]
+    split = {"seen": seen, "unseen": unseen, "holdout": args.holdout,
+             "split_seed": args.split_seed}
+    print(f"tasks: {len(seen)} seen (trained on), {len(unseen)} unseen (held out)")
+    return ckpts.subset(keep), split
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from paramgen import io
+    from paramgen import io, train_state
+    from paramgen.align.auto import prepare_for_training
     from paramgen.checkpoints import CheckpointSet
-    from paramgen import train_state
-    from paramgen.methods.registry import get_method
+    from paramgen.methods.registry import get_method, method_options
 
-    if args.method == "igpg":
-        return _run_igpg(args)
-    if len(args.ckpts) > 1:
-        raise ValueError(f"--method {args.method} trains on one collection; got {len(args.ckpts)} "
-                         "--ckpts (several are for --method igpg)")
-    args.ckpts = args.ckpts[0]
-    ckpts = CheckpointSet.load(args.ckpts)
+    declared = method_options(args.method)
+    _check_method_takes(args, declared)
+    out = Path(args.out)
+    io.check_writable(out)  # an unusable --out fails now, not after loading and training
     overrides = parse_overrides(args.set)
     if args.device is not None:
         overrides["device"] = args.device
-    out = Path(args.out)
-    io.check_writable(out)  # an unusable --out fails now, not after training
-    split = None
-    if args.condition_from == "manifest":
-        if ckpts.conditions is None:
-            raise ValueError(f"{args.ckpts}/manifest.json has no conditions: collect a task grid "
-                             "(`paramgen collect --tasks ...`) or drop --condition-from")
-        tasks = [str(ckpts.provenance(i).get("task") or
-                     "".join(str(int(v)) for v in ckpts.condition(i).tolist()))
-                 for i in range(len(ckpts))]
-        seen, unseen = split_tasks(tasks, args.holdout, args.split_seed)
-        keep = [i for i, t in enumerate(tasks) if t in set(seen)]
-        split = {"seen": seen, "unseen": unseen, "holdout": args.holdout,
-                 "split_seed": args.split_seed}
-        print(f"tasks: {len(seen)} seen (trained on), {len(unseen)} unseen (held out)")
-        ckpts = ckpts.subset(keep)
-    elif ckpts.conditions is not None:
-        ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
-                                               info=ckpts.info)
-    from paramgen.align.auto import prepare_for_training
-
-    ckpts, message = prepare_for_training(ckpts, args.align)
-    if message and os.environ.get("RANK", "0") == "0":  # one line, not one per process
-        print(message)
-    cls = get_method(args.method)
+    main = os.environ.get("RANK", "0") == "0"  # print once, not once per process
+    sets, split = [], None
+    for folder in args.ckpts:
+        ckpts = CheckpointSet.load(folder)
+        if args.condition_from == "manifest":
+            ckpts, split = _conditioned_on_manifest(ckpts, folder, args)
+        elif ckpts.conditions is not None:
+            ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
+                                                   info=ckpts.info)
+        # each collection into its own checkpoint 0's basin (one architecture each)
+        ckpts, message = prepare_for_training(ckpts, args.align)
+        if message and main:
+            print(message if len(args.ckpts) == 1 else f"{folder}: {message}")
+        sets.append(ckpts)
     # No --preset: the generator picks (RPG: cpu, or cpu-tasks for a conditioned collection).
-    gen = cls(preset=args.preset, **overrides)
+    gen = get_method(args.method)(preset=args.preset, **overrides)
     workdir = Path(args.workdir) if args.workdir else out / ".train"
     if args.restart:
         train_state.remove(workdir)
     t0 = time.time()
-    gen.fit(ckpts, steps=args.steps, seed=args.seed, workdir=workdir,
-            progress=not args.quiet)
+    gen.fit(sets if len(sets) > 1 else sets[0], steps=args.steps, seed=args.seed,
+            workdir=workdir, progress=not args.quiet)
     report = gen.train_report
     if report is not None and report.processes > 1:
         from accelerate import PartialState
@@ -155,44 +190,13 @@ def run(args: argparse.Namespace) -> int:
     gen.save_pretrained(out)
     if split is not None:
         io.write_json(out / "split.json", split)
-    print(f"trained {args.method} ({gen.preset}) on {len(ckpts)} checkpoints in "
+    count = sum(len(s) for s in sets)
+    where = f" from {len(sets)} collections" if len(sets) > 1 else ""
+    print(f"trained {args.method} ({gen.preset}) on {count} checkpoints{where} in "
           f"{time.time() - t0:.0f} s -> {out}")
     if args.quiet and hasattr(gen, "settings_summary"):  # otherwise fit printed them first
         print(f"settings: {gen.settings_summary()}")
     if report is not None:
         resumed = f"; resumed from step {report.resumed_from}" if report.resumed_from else ""
         print(f"{report.summary()}{resumed}")
-    return 0
-
-
-def _run_igpg(args: argparse.Namespace) -> int:
-    """igpg: one generator over every --ckpts collection (architectures and datasets mixed)."""
-    import time
-
-    from paramgen import train_state
-    from paramgen.checkpoints import CheckpointSet
-    from paramgen.methods.registry import get_method
-
-    if args.condition_from != "none":
-        raise ValueError("--condition-from is for rpg; igpg conditions on each collection's "
-                         "architecture and info['dataset']")
-    sets = [CheckpointSet.load(d) for d in args.ckpts]
-    overrides = parse_overrides(args.set)
-    if args.device is not None:
-        overrides["device"] = args.device
-    gen = get_method("igpg")(preset=args.preset, **overrides)
-    workdir = Path(args.workdir) if args.workdir else Path(args.out) / ".train"
-    if args.restart:
-        train_state.remove(workdir)
-    t0 = time.time()
-    gen.fit(sets, steps=args.steps, seed=args.seed, workdir=workdir, progress=not args.quiet)
-    report = gen.train_report
-    if report is not None and report.processes > 1:
-        from accelerate import PartialState
-
-        if not PartialState().is_main_process:
-            return 0  # only the main process writes files and prints
-    gen.save_pretrained(args.out)
-    print(f"trained igpg ({gen.preset}) on {len(sets)} collections "
-          f"({sum(len(s) for s in sets)} checkpoints) in {time.time() - t0:.0f} s -> {args.out}")
     return 0

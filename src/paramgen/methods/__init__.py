@@ -1,4 +1,5 @@
-"""Parameter generators behind one interface (base.Generator), found by name in the registry.
+"""Parameter generators behind one interface (base.Generator), found by name in the registry,
+each declaring what it takes (options.MethodOptions, read by name with ``method_options``).
 
 Methods load on first use: ``paramgen.methods.RPG`` imports the RPG package then.
 """
@@ -8,17 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from paramgen.methods.registry import get_method, method_names, register_method
+from paramgen.methods.options import MethodOptions, Option
+from paramgen.methods.registry import get_method, method_names, method_options, register_method
 
 _LAZY = {
-    "Generator": "paramgen.methods.base", "load_generator": "paramgen.methods.base",
-    "read_config": "paramgen.methods.base",
+    "Generator": "paramgen.methods.base", "load_generator": "paramgen.methods.folder",
+    "read_config": "paramgen.methods.folder",
     "RPG": "paramgen.methods.rpg", "RPGConfig": "paramgen.methods.rpg",
     "PDiff": "paramgen.methods.pdiff", "PDiffConfig": "paramgen.methods.pdiff",
     "IGPG": "paramgen.methods.igpg", "IGPGConfig": "paramgen.methods.igpg",
 }
 
-__all__ = sorted(_LAZY) + ["METHODS", "get_method", "method_names", "register_method"]
+__all__ = sorted(_LAZY) + ["METHODS", "MethodOptions", "Option", "get_method", "method_names",
+                          "method_options", "register_method"]
 
 
 class _Methods(dict):

@@ -1,40 +1,55 @@
 """The contract every parameter generator keeps, and what they share.
 
-A generator learns a distribution over the state dicts of one collection and samples from it:
+A generator learns a distribution over the state dicts of a collection and samples from it.
+The public methods below are the same for every method (RPG, p-diff, IGPG and any added later):
+they check their arguments here, at the API boundary, then call the method's hooks
+(``_fit``, ``_sample``, ``_sample_to_files``):
 
-* ``fit(ckpts, steps=None, seed=0, workdir=None, progress=True, callback=None)``: trains through
-  the one engine (:mod:`paramgen.training`); ``callback(step, loss)`` after every step;
-* ``sample(n, condition=None, seed=0, ...)``: ``n`` state dicts with exactly the training keys,
-  shapes and dtypes; ``sample_to_files(paths, ...)`` writes them to ``.safetensors`` files;
-* ``save_pretrained(path)`` / ``from_pretrained(path)``: a folder with ``config.json`` and
-  ``model.safetensors`` (diffusers-style), the same for every method; ``load_generator`` loads
-  any of them;
+* ``fit(collections, steps=None, seed=0, workdir=None, progress=True, callback=None)``: one
+  CheckpointSet (or sequence of state dicts) or a list of them; a method declaring one
+  collection refuses a list of several, a method declaring several accepts a single one too.
+  Trains through the one engine (:mod:`paramgen.training`); ``callback(step, loss)`` after every
+  step; with ``workdir`` it saves periodically and resumes from there;
+* ``sample(n, *, seed=0, progress=False, **options)``: ``n`` state dicts with exactly the
+  training keys, shapes and dtypes; ``sample_to_files(paths, ...)`` writes them to
+  ``.safetensors`` files and ``sample_to_peft(out_dirs, ...)`` to PEFT folders. ``options`` are
+  what the method declares in its class attribute ``options``
+  (:class:`~paramgen.methods.options.MethodOptions`: RPG ``condition``, ``mode``, ...; IGPG
+  ``like``, ``dataset``, ...); an unknown one is a ``TypeError`` and a missing required one a
+  ``ValueError``, each naming what the method takes;
+* ``save_pretrained(path)`` / ``from_pretrained(path)``: the generator folder, the same for
+  every method (:mod:`paramgen.methods.folder`); ``load_generator`` loads any of them;
 * ``collection_info``: what the training collection was (architecture, dataset, ...).
 
-Shared here: the config a generator is built from (preset, config object or dict, overrides),
-validation of conditions, partial generation (a chosen subset of keys is generated, the rest
-copied from a reference checkpoint), and the generator folder format with its checks on load
-(checksum of the weights, no NaN or Inf, every tensor the config names).
+Shared here besides: the config a generator is built from (preset, config object or dict,
+overrides), validation of conditions, and partial generation (a chosen subset of keys is
+generated, the rest copied from a reference checkpoint).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from paramgen import io
+from paramgen.adapters import export
 from paramgen.config import GeneratorConfig
+from paramgen.methods import folder
+from paramgen.methods.options import (MethodOptions, accepted_options, check_count, check_seed,
+                                      check_steps)
+from paramgen.methods.registry import methods_where
 
-FORMAT = "paramgen.generator"
-FORMAT_VERSION = 1
+# Older import paths: these lived here before the folder format and the data fingerprint got
+# their own modules; methods and other code may still import them from base
+# (data_fingerprint: from paramgen.methods.fingerprint).
+from paramgen.methods.fingerprint import Fingerprint  # noqa: F401
+from paramgen.methods.folder import (FORMAT, FORMAT_VERSION, load_generator,  # noqa: F401
+                                     load_module, read_config, read_weights)
 
 
 class Generator(ABC):
@@ -43,6 +58,8 @@ class Generator(ABC):
     method: str = ""
     config_cls: type[GeneratorConfig]
     default_preset: str = "cpu"
+    # What this method takes (see paramgen.methods.options); a subclass declares its own.
+    options: ClassVar[MethodOptions] = MethodOptions()
 
     def __init__(self, preset: str | None = None, config: GeneratorConfig | dict | None = None,
                  **overrides: Any):
@@ -65,34 +82,90 @@ class Generator(ABC):
         self.reference: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------ contract
-    @abstractmethod
-    def fit(self, ckpts, steps: int | None = None, seed: int = 0,
+    def fit(self, collections: Any, steps: int | None = None, seed: int = 0,
             workdir: str | os.PathLike | None = None, progress: bool = True,
-            callback=None) -> "Generator":
-        """Train on a CheckpointSet; with ``workdir``, save periodically and resume from there."""
+            callback: Callable[[int, float], None] | None = None) -> "Generator":
+        """Train on one collection (a CheckpointSet, or a sequence of state dicts) or a list of
+        CheckpointSets (methods declaring ``collections="several"``)."""
+        steps, seed = check_steps(steps), check_seed(seed)
+        items = self._collection_list(collections)
+        if not self.options.several_collections:
+            if len(items) > 1:
+                several = methods_where(lambda o: o.several_collections)
+                raise ValueError(f"{type(self).__name__}.fit trains on one collection; got a list "
+                                 f"of {len(items)} (methods that take several: "
+                                 f"{', '.join(several) or 'none'})")
+            return self._fit(items[0], steps=steps, seed=seed, workdir=workdir,
+                             progress=progress, callback=callback)
+        return self._fit(items, steps=steps, seed=seed, workdir=workdir, progress=progress,
+                         callback=callback)
+
+    @staticmethod
+    def _collection_list(collections: Any) -> list:
+        """One collection or a list of them -> a list of collections. A list of state dicts
+        (mappings) is one collection, as ``fit`` has always taken."""
+        if isinstance(collections, (list, tuple)):
+            if not collections:
+                raise ValueError("fit got an empty list: give a CheckpointSet or a list of them")
+            if all(isinstance(c, Mapping) for c in collections):
+                return [collections]
+            return list(collections)
+        return [collections]
+
+    def sample(self, n: int = 1, *, seed: int = 0, progress: bool = False,
+               **options: Any) -> Any:
+        """``n`` new state dicts with exactly the training keys, shapes and dtypes.
+
+        ``options``: what the method declares (``type(gen).options.sample``), e.g.
+        ``condition=`` for RPG or ``like=``, ``dataset=`` for IGPG.
+        """
+        n, seed = check_count(n), check_seed(seed)
+        options = accepted_options(self.options, options, f"{type(self).__name__}.sample")
+        self._require_fitted()
+        return self._sample(n, seed=seed, progress=progress, **options)
+
+    def sample_to_files(self, paths: Sequence[str | os.PathLike], *, seed: int = 0,
+                        progress: bool = False, metadata: dict[str, str] | None = None,
+                        **options: Any) -> list[Path]:
+        """Sample ``len(paths)`` models and write each to its ``.safetensors`` path."""
+        if isinstance(paths, (str, os.PathLike)):
+            raise TypeError(f"paths must be a list of file paths, got one path {str(paths)!r}: "
+                            "wrap it in a list")
+        paths = list(paths)
+        if not paths:
+            raise ValueError("sample_to_files: paths is empty")
+        seed = check_seed(seed)
+        options = accepted_options(self.options, options,
+                                   f"{type(self).__name__}.sample_to_files", files=True)
+        self._require_fitted()
+        return self._sample_to_files(paths, seed=seed, progress=progress, metadata=metadata,
+                                     **options)
+
+    def sample_to_peft(self, out_dirs: Sequence[str | os.PathLike] | str | os.PathLike, *,
+                       seed: int = 0, peft_config: Any = None,
+                       **options: Any) -> list[Path]:
+        """Sample adapters into PEFT folders (see paramgen.adapters.export.sample_to_peft)."""
+        seed = check_seed(seed)
+        options = accepted_options(self.options, options,
+                                   f"{type(self).__name__}.sample_to_peft", files=True)
+        return export.sample_to_peft(self, out_dirs, seed=seed, peft_config=peft_config,
+                                     **options)
+
+    # What a method implements: the public methods above have checked every argument.
+    @abstractmethod
+    def _fit(self, collections: Any, *, steps: int | None, seed: int, workdir: Any,
+             progress: bool, callback: Callable[[int, float], None] | None) -> "Generator":
+        """Train; ``collections`` is one collection, or a list for a method taking several."""
 
     @abstractmethod
-    def sample(self, n: int, condition: Any = None, seed: int = 0,
-               **options: Any) -> list[dict[str, Tensor]]:
-        """``n`` new state dicts with exactly the training keys, shapes and dtypes."""
+    def _sample(self, n: int, *, seed: int, progress: bool, **options: Any) -> Any:
+        """``n`` state dicts; ``options`` are among the declared ones."""
 
-    def sample_to_files(self, paths: Sequence[str | os.PathLike], condition: Any = None,
-                        seed: int = 0, metadata: dict[str, str] | None = None,
-                        **options: Any) -> list[Path]:
-        """Sample ``len(paths)`` models and write each to its ``.safetensors`` path.
-
-        This default holds the models in memory first; RPG overrides it to stream the values
-        to disk as they are generated.
-        """
-        models = self.sample(len(paths), condition=condition, seed=seed, **options)
+    def _sample_to_files(self, paths: list, *, seed: int, progress: bool,
+                         metadata: dict[str, str] | None, **options: Any) -> list[Path]:
+        """This default holds the models in memory first; a method may stream them instead."""
+        models = self._sample(len(paths), seed=seed, progress=progress, **options)
         return [io.save_safetensors(p, sd, metadata) for p, sd in zip(paths, models)]
-
-    def sample_to_peft(self, out_dirs: Sequence[str | os.PathLike], condition: Any = None,
-                       seed: int = 0, **options: Any) -> list[Path]:
-        """Sample adapters into PEFT folders (see paramgen.adapters.export.sample_to_peft)."""
-        from paramgen.adapters.export import sample_to_peft
-
-        return sample_to_peft(self, out_dirs, condition=condition, seed=seed, **options)
 
     # What a subclass adds to the generator folder, and how it is rebuilt from it.
     @abstractmethod
@@ -236,57 +309,15 @@ class Generator(ABC):
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``model.safetensors`` then ``config.json`` (which names the weights' checksum)."""
+        """Write the generator folder: ``model.safetensors`` then ``config.json``
+        (:mod:`paramgen.methods.folder`)."""
         self._require_fitted()
-        path = Path(path)
-        tensors = dict(self._saved_tensors())
-        tensors.update({f"reference.{k}": v for k, v in self.reference.items()})
-        weights = io.save_safetensors(path / "model.safetensors", tensors)
-        config = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
-            "preset": self.preset, "config": self.config.to_dict(),
-            "condition_dim": self._condition_dim,
-            "condition_range": list(self._condition_range) if self._condition_range else None,
-            "generated_keys": self.generated_keys, "key_order": self.key_order,
-            "collection_info": self.collection_info,
-            **self._saved_config(),
-            "weights_sha256": _sha256(weights),
-        }
-        io.write_json(path / "config.json", config)
-        return path
+        return folder.write_generator(self, path)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "Generator":
         """Rebuild a generator saved with :meth:`save_pretrained`, checking what it reads."""
-        path = Path(path)
-        config = read_config(path, cls.method)
-        tensors = read_weights(path, config)
-        where = path / "config.json"
-        try:
-            gen = cls(config=cls.config_cls.from_dict(config["config"]))
-        except KeyError as exc:
-            raise ValueError(f"{where} lacks the entry {exc}") from exc
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from exc
-        gen.preset = config.get("preset")
-        gen.collection_info = dict(config.get("collection_info") or {})
-        gen._condition_dim = config.get("condition_dim")
-        rng = config.get("condition_range")
-        gen._condition_range = tuple(rng) if rng else None
-        gen.generated_keys = list(config.get("generated_keys") or [])
-        gen.key_order = list(config.get("key_order") or [])
-        gen.reference = {}
-        for k in gen.key_order:
-            if k in set(gen.generated_keys):
-                continue
-            name = f"reference.{k}"
-            if name in tensors:
-                gen.reference[k] = tensors[name]
-        try:
-            gen._restore(config, tensors, path)
-        except KeyError as exc:
-            raise ValueError(f"{where} lacks the entry {exc}") from exc
-        return gen
+        return folder.read_generator(cls, path)
 
 
 class _KeySubset:
@@ -309,14 +340,6 @@ class _KeySubset:
         return (self[i] for i in range(len(self)))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def resolve_config(config_cls, preset: str | None, config: Any, overrides: dict) -> Any:
     """The config a generator is built with: a preset, a config object or dict, plus overrides."""
     if config is not None and preset is not None:
@@ -331,137 +354,9 @@ def resolve_config(config_cls, preset: str | None, config: Any, overrides: dict)
     return config.replace(**overrides) if overrides else config
 
 
-def read_config(path: str | os.PathLike, method: str | None = None) -> dict:
-    path = Path(path)
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} not found: {path} is not a saved generator "
-                                "(save one with save_pretrained or `paramgen train`)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        got = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{cfg_path} is not a paramgen generator config (format {got!r})")
-    version = config.get("format_version", 0)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(f"{cfg_path} has format_version {version!r}; this paramgen reads up to "
-                         f"{FORMAT_VERSION}: upgrade paramgen")
-    if not isinstance(config.get("config"), dict):
-        raise ValueError(f"{cfg_path}: 'config' must be a mapping of settings")
-    if method is not None and config.get("method") != method:
-        raise ValueError(f"{cfg_path} holds a {config.get('method')!r} generator, not {method!r}")
-    return config
-
-
-def read_weights(path: Path, config: dict) -> dict[str, Tensor]:
-    """model.safetensors beside a config: checksum, readability, finite values."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found beside {path / 'config.json'}")
-    digest = config.get("weights_sha256")
-    if digest is not None and _sha256(weights) != digest:
-        raise ValueError(f"{weights} does not match the checksum in {path / 'config.json'}: "
-                         "the file was changed or damaged after it was saved")
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{weights} is not a readable safetensors file: {exc}") from exc
-    for k, v in tensors.items():
-        if v.is_floating_point() and v.numel() and not torch.isfinite(v).all():
-            raise ValueError(f"{weights}: tensor {k!r} holds NaN or infinite values")
-    return tensors
-
-
-def load_generator(path: str | os.PathLike) -> Generator:
-    """Load any saved generator, whatever its method."""
-    from paramgen.methods.registry import get_method
-
-    config = read_config(path)
-    name = config.get("method")
-    try:
-        cls = get_method(str(name))
-    except ValueError as exc:
-        raise ValueError(f"{Path(path) / 'config.json'}: {exc}") from exc
-    return cls.from_pretrained(path)
-
-
-def load_module(module: torch.nn.Module, tensors: Mapping[str, Tensor], prefix: str,
-                where: Path) -> None:
-    """Load the ``prefix.*`` tensors of a generator folder into a freshly built module, exactly:
-    every name present and of its shape, nothing extra."""
-    own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-    want = module.state_dict()
-    missing = sorted(set(want) - set(own))
-    unexpected = sorted(set(own) - set(want))
-    wrong = sorted(k for k in set(want) & set(own) if want[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(f"{where / 'model.safetensors'} does not match its config.json "
-                         f"({prefix}): missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                         f"wrong shape {wrong[:5]}")
-    module.load_state_dict(own)
-    module.eval()
-
-
 def check_finite(tokens: Tensor, what: str) -> None:
     """Refuse to hand back non-finite generated values."""
     if not torch.isfinite(tokens).all():
         bad = int((~torch.isfinite(tokens)).sum())
         raise RuntimeError(f"{what}: {bad} generated values are NaN or infinite; the generator "
                            "is broken (retrain it, or check its files)")
-
-
-# Tensors of this many bytes or more are fingerprinted by their rows' sums (float64), not by
-# every byte: hashing a few GB byte by byte costs more than it is worth for a resume check.
-FINGERPRINT_SUMS_FROM = 1 << 28
-
-
-class Fingerprint:
-    """:func:`data_fingerprint` built up a piece at a time, with the same digest.
-
-    ``add(t)`` hashes a whole tensor (or None); ``begin(shape, dtype)`` then ``feed(part)`` hash
-    a tensor given in slices along its first dimension (a checkpoint's tokens as they are made,
-    never all held at once). Both feed the hash the same bytes, so the digest of a collection
-    does not depend on how it was held.
-    """
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self._by_sums = False
-
-    def add(self, tensor: Tensor | None) -> None:
-        if tensor is None:
-            self._hash.update(b"none")
-            return
-        self.begin(tuple(tensor.shape), tensor.dtype)
-        self.feed(tensor)
-
-    def begin(self, shape: Sequence[int], dtype: torch.dtype) -> None:
-        """Start a tensor of ``shape`` and ``dtype`` whose slices follow through :meth:`feed`."""
-        shape = tuple(int(s) for s in shape)
-        self._hash.update(str((shape, str(dtype))).encode())
-        size = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
-        self._by_sums = size >= FINGERPRINT_SUMS_FROM
-
-    def feed(self, part: Tensor) -> None:
-        """The next slice (along the first dimension) of the tensor begun, or all of it."""
-        part = part.detach().cpu().contiguous()
-        if self._by_sums:  # a row's sum does not depend on the rows around it: slices agree
-            self._hash.update(part.sum(dim=-1, dtype=torch.float64).numpy())
-        else:  # the buffer itself: no copy of the data
-            self._hash.update(part.reshape(-1).view(torch.uint8).numpy())
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()[:16]
-
-
-def data_fingerprint(*tensors: Tensor | None) -> str:
-    """A short hash identifying training data (shape, and every value)."""
-    fingerprint = Fingerprint()
-    for t in tensors:
-        fingerprint.add(t)
-    return fingerprint.hexdigest()

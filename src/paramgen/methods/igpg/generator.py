@@ -21,12 +21,15 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from paramgen import text as text_encoder
-from paramgen.methods.base import Generator, data_fingerprint, load_module
+from paramgen.methods.base import Generator
+from paramgen.methods.fingerprint import data_fingerprint
+from paramgen.methods.folder import load_module
 from paramgen.methods.igpg.chunking import (check_single_dtype, chunk_slots, chunk_tensor,
                                             chunker_for_unseen, fit_chunker, layout_signature)
 from paramgen.methods.igpg.config import IGPGConfig
 from paramgen.methods.igpg.describe import (dataset_name, dataset_text, describe_architecture,
                                             generated_layout)
+from paramgen.methods.igpg.options import OPTIONS
 from paramgen.methods.igpg.prior import GPTPrior
 from paramgen.methods.igpg.vqvae import CONTEXT_DROP, GumbelVQVAE
 from paramgen.methods.registry import register_method
@@ -83,6 +86,7 @@ class IGPG(Generator):
     ``"tiny"`` (tests) or ``"paper"``; or ``config=IGPGConfig(...)``; keyword overrides apply."""
 
     config_cls = IGPGConfig
+    options = OPTIONS
     config: IGPGConfig
 
     def __init__(self, preset: str | None = None, config: IGPGConfig | dict | None = None,
@@ -139,9 +143,9 @@ class IGPG(Generator):
                 raise ValueError(f"collections[{i}] is empty")
         return items
 
-    def fit(self, collections, steps: int | None = None, seed: int = 0,
-            workdir: str | os.PathLike | None = None, progress: bool = True,
-            callback: Callable[[int, float], None] | None = None) -> "IGPG":
+    def _fit(self, collections, *, steps: int | None = None, seed: int = 0,
+             workdir: str | os.PathLike | None = None, progress: bool = True,
+             callback: Callable[[int, float], None] | None = None) -> "IGPG":
         """Train on one CheckpointSet or a list of them (any mix of architectures and datasets;
         a set's dataset text is ``info["dataset"]``, else its ``info["data"]``).
 
@@ -346,9 +350,6 @@ class IGPG(Generator):
                       progress: bool) -> tuple[Tokenizer, Tensor, Iterator[tuple[int, Tensor]]]:
         """The chunker of the target layout, the VQ-VAE context of its chunks, and an iterator
         of (model index, token ids [C, l])."""
-        self._require_fitted()
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
         cfg = self.config
         sd = _as_state_dict(like)
         tokenizer, arch_text, dataset, _, entry = self._target(sd, dataset, architecture)
@@ -398,10 +399,10 @@ class IGPG(Generator):
         stream.close()
 
     @torch.no_grad()
-    def sample(self, n: int = 1, like: Any = None, dataset: str | None = None, seed: int = 0,
-               temperature: float | None = None, top_k: int | None = None,
-               architecture: str | None = None, progress: bool = False, condition: Any = None,
-               **options: Any) -> list[dict[str, Tensor]]:
+    def _sample(self, n: int, *, seed: int = 0, progress: bool = False, like: Any = None,
+                dataset: str | None = None, temperature: float | None = None,
+                top_k: int | None = None,
+                architecture: str | None = None) -> list[dict[str, Tensor]]:
         """``n`` state dicts with exactly ``like``'s keys, shapes and dtypes, for ``dataset``.
 
         ``like``: a state dict, an ``nn.Module`` or a ``.safetensors`` path (its values are not
@@ -410,12 +411,6 @@ class IGPG(Generator):
         ``top_k`` shape the prior's sampling (default: the config's). ``architecture``: free
         text added to the layout's description (as ``info["architecture"]`` was in training).
         """
-        if like is None:
-            raise ValueError("IGPG.sample needs like= (a state dict or module of the "
-                             "architecture to generate)")
-        if condition is not None or options:
-            raise ValueError("IGPG.sample takes like= and dataset=, not condition= or "
-                             f"{sorted(options)}")
         tokenizer, context, models = self._token_models(n, like, dataset, seed, temperature,
                                                         top_k, architecture, progress)
         out = []
@@ -426,19 +421,13 @@ class IGPG(Generator):
         return out
 
     @torch.no_grad()
-    def sample_to_files(self, paths: Sequence[str | os.PathLike], like: Any = None,
-                        dataset: str | None = None, seed: int = 0,
-                        temperature: float | None = None, top_k: int | None = None,
-                        architecture: str | None = None, progress: bool = False,
-                        metadata: dict[str, str] | None = None, condition: Any = None,
-                        **options: Any) -> list[Path]:
+    def _sample_to_files(self, paths: list, *, seed: int = 0, progress: bool = False,
+                         metadata: dict[str, str] | None = None, like: Any = None,
+                         dataset: str | None = None, temperature: float | None = None,
+                         top_k: int | None = None,
+                         architecture: str | None = None) -> list[Path]:
         """Sample ``len(paths)`` models, each decoded chunk block by chunk block straight into
         its ``.safetensors`` file (only token ids are held per model, not its values)."""
-        if like is None:
-            raise ValueError("IGPG.sample_to_files needs like= (the architecture to generate)")
-        if condition is not None or options:
-            raise ValueError("IGPG samples take like= and dataset=, not condition= or "
-                             f"{sorted(options)}")
         tokenizer, context, models = self._token_models(len(paths), like, dataset, seed,
                                                         temperature, top_k, architecture,
                                                         progress)

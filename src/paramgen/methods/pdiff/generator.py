@@ -21,20 +21,22 @@ p-diff is unconditional: ``sample(condition=...)`` raises ``ValueError``.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from paramgen import notices
 from paramgen.diffusion import NoiseSchedule, diffusion_loss, sampling_plan
 from paramgen.diffusion import sample as run_sampler
-from paramgen.methods.base import Generator, check_finite, data_fingerprint, load_module
+from paramgen.methods.base import Generator, check_finite
+from paramgen.methods.fingerprint import data_fingerprint
+from paramgen.methods.folder import load_module
 from paramgen.methods.pdiff.config import PDiffConfig
 from paramgen.methods.pdiff.network import PDiffNetwork
+from paramgen.methods.pdiff.options import OPTIONS
 from paramgen.methods.registry import register_method
-from paramgen.notices import ParamgenWarning
 from paramgen.tokenize import Tokenizer, is_generated
 from paramgen.training import Stage, StepContext
 
@@ -61,6 +63,7 @@ class PDiff(Generator):
     """p-diff parameter generator. ``PDiff(preset="cpu")`` or ``PDiff(config=PDiffConfig(...))``."""
 
     config_cls = PDiffConfig
+    options = OPTIONS
     config: PDiffConfig
 
     tokenizer: Tokenizer | None
@@ -80,9 +83,9 @@ class PDiff(Generator):
                                "from_pretrained()")
 
     # ------------------------------------------------------------------ training
-    def fit(self, ckpts, steps: int | None = None, seed: int = 0,
-            workdir: str | os.PathLike | None = None, progress: bool = True,
-            callback: Callable[[int, float], None] | None = None) -> "PDiff":
+    def _fit(self, ckpts, *, steps: int | None = None, seed: int = 0,
+             workdir: str | os.PathLike | None = None, progress: bool = True,
+             callback: Callable[[int, float], None] | None = None) -> "PDiff":
         """Train the autoencoder, then the latent DDPM, on a CheckpointSet (or state dicts).
 
         ``steps`` (default ``ae_steps + ddpm_steps`` of the config) is split between the two
@@ -95,9 +98,8 @@ class PDiff(Generator):
         if len(ckpts) == 0:
             raise ValueError("cannot fit p-diff on an empty checkpoint collection")
         if getattr(ckpts, "conditions", None) is not None:
-            warnings.warn("p-diff is unconditional: the checkpoints' conditions are ignored and "
-                          "one distribution is learned over all of them", ParamgenWarning,
-                          stacklevel=2)
+            notices.warn("p-diff is unconditional: the checkpoints' conditions are ignored and "
+                         "one distribution is learned over all of them")
         engine = self._engine()
         torch.manual_seed(seed)
         self.collection_info = dict(getattr(ckpts, "info", None) or {})
@@ -240,9 +242,9 @@ class PDiff(Generator):
         return self._assemble(self.tokenizer.unflatten(vector))
 
     @torch.no_grad()
-    def sample(self, n: int = 1, condition: Any = None, seed: int = 0,
-               sampler: str | None = None, steps: int | None = None, mode: str | None = None,
-               progress: bool = False, **options: Any) -> list[dict[str, Tensor]]:
+    def _sample(self, n: int, *, seed: int = 0, progress: bool = False, condition: Any = None,
+                sampler: str | None = None, steps: int | None = None,
+                mode: str | None = None) -> list[dict[str, Tensor]]:
         """Generate ``n`` state dicts with the training keys, shapes and dtypes.
 
         ``sampler``/``steps``: ddpm (all timesteps) or ddim with ``steps`` steps (default: the
@@ -251,12 +253,6 @@ class PDiff(Generator):
         the samples agree across modes up to float rounding. ``condition`` must be None: p-diff is
         unconditional.
         """
-        self._require_fitted()
-        if options:
-            raise TypeError(f"unexpected sample options {sorted(options)}; p-diff takes n, "
-                            "condition (None), seed, sampler, steps, mode and progress")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
         modes = {"sequential": 1, "partial": self.config.sample_batch, "full": n, None: None}
         if mode not in modes:
             raise ValueError(f"mode must be one of sequential, partial, full, got {mode!r}")

@@ -24,11 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from paramgen.diffusion import NoiseSchedule, diffusion_loss
-from paramgen.methods.base import Fingerprint, Generator, load_module
+from paramgen.methods.base import Generator
+from paramgen.methods.fingerprint import Fingerprint
+from paramgen.methods.folder import load_module
 from paramgen.methods.registry import register_method
 from paramgen.methods.rpg.choice import CollectionFacts, check_override_names, choose_config
 from paramgen.methods.rpg.config import RPGConfig
 from paramgen.methods.rpg.network import RPGNetwork
+from paramgen.methods.rpg.options import OPTIONS
 from paramgen.methods.rpg.sampling import autocast, detokenize_blocks, plan_request, token_blocks
 from paramgen.methods.rpg.states import (StatePlan, conditions_of_states, pick_states,
                                          plan_states, task_of_state)
@@ -49,6 +52,8 @@ class RPG(Generator):
     """
 
     config_cls = RPGConfig
+    options = OPTIONS
+    config: RPGConfig
     tokenizer: Tokenizer | None
     network: RPGNetwork | None
 
@@ -120,9 +125,9 @@ class RPG(Generator):
         self.network = RPGNetwork(self.config, tokenizer.positions, num_states, condition_dim)
 
     # ------------------------------------------------------------------ training
-    def fit(self, ckpts, steps: int | None = None, seed: int = 0,
-            workdir: str | os.PathLike | None = None, progress: bool = True,
-            callback=None) -> "RPG":
+    def _fit(self, ckpts, *, steps: int | None = None, seed: int = 0,
+             workdir: str | os.PathLike | None = None, progress: bool = True,
+             callback=None) -> "RPG":
         """Train on a CheckpointSet (or any sequence of state dicts).
 
         With ``workdir`` the training state is saved every ``save_every`` steps (or
@@ -270,10 +275,10 @@ class RPG(Generator):
                             seed, mode, sampler, steps, device, progress)
 
     @torch.no_grad()
-    def sample(self, n: int = 1, condition: Any = None, seed: int = 0, mode: str | None = None,
-               sampler: str | None = None, steps: int | None = None,
-               state: int | Sequence[int] | None = None, progress: bool = False,
-               return_tokens: bool = False) -> list[dict[str, Tensor]]:
+    def _sample(self, n: int, *, seed: int = 0, progress: bool = False, condition: Any = None,
+                mode: str | None = None, sampler: str | None = None, steps: int | None = None,
+                state: int | Sequence[int] | None = None,
+                return_tokens: bool = False) -> list[dict[str, Tensor]]:
         """Generate ``n`` state dicts.
 
         ``mode``: sequential (one model and a few tokens at a time: least memory), partial (about
@@ -282,7 +287,6 @@ class RPG(Generator):
         ``state``: the permutation state to use (default: drawn at random per model).
         ``return_tokens``: give the raw tokens [n, L, T] instead of state dicts.
         """
-        self._require_fitted()
         blocks = self._token_blocks(n, condition, seed, mode, sampler, steps, state, progress)
         tk = self.tokenizer
         if return_tokens:
@@ -295,11 +299,11 @@ class RPG(Generator):
         return [self._assemble(b.result()) for b in builders]
 
     @torch.no_grad()
-    def sample_to_files(self, paths: Sequence[str | os.PathLike], condition: Any = None,
-                        seed: int = 0, mode: str | None = None, sampler: str | None = None,
-                        steps: int | None = None, state: int | Sequence[int] | None = None,
-                        progress: bool = False,
-                        metadata: dict[str, str] | None = None) -> list[Path]:
+    def _sample_to_files(self, paths: list, *, seed: int = 0, progress: bool = False,
+                         metadata: dict[str, str] | None = None, condition: Any = None,
+                         mode: str | None = None, sampler: str | None = None,
+                         steps: int | None = None,
+                         state: int | Sequence[int] | None = None) -> list[Path]:
         """Sample ``len(paths)`` models straight into ``.safetensors`` files.
 
         The values go to disk as they are generated: with ``mode="sequential"`` the memory used
@@ -307,11 +311,10 @@ class RPG(Generator):
         file appears only when complete. A partial generator (``keys``) assembles each model
         with its copied tensors in memory first.
         """
-        self._require_fitted()
         if self.reference:
-            return super().sample_to_files(paths, condition=condition, seed=seed, mode=mode,
-                                           sampler=sampler, steps=steps, state=state,
-                                           progress=progress, metadata=metadata)
+            return super()._sample_to_files(paths, seed=seed, progress=progress,
+                                            metadata=metadata, condition=condition, mode=mode,
+                                            sampler=sampler, steps=steps, state=state)
         sinks = []
         try:
             for p in paths:

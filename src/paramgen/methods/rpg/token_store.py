@@ -26,7 +26,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import Tensor
 
-from paramgen.methods.base import Fingerprint
+from paramgen.methods.fingerprint import Fingerprint
 from paramgen.tokenize import Tokenizer
 
 # Token data larger than this go to a file when training is windowed (the whole-sequence loss
