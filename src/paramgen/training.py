@@ -5,7 +5,12 @@ steps, learning rate and schedule) and its loss for one step (``training_loss(ct
 module does the rest, the same way for every method: device and process setup, autocast,
 AdamW, warmup + cosine (or constant, or linear) learning rate, gradient clipping, a progress bar
 with the loss, history and a callback, periodic and time-based saves of the training state
-(safetensors + JSON, see :mod:`paramgen.train_state`), and resume.
+(one safetensors file committed atomically, see :mod:`paramgen.train_state`), and resume.
+
+**Signals.** SIGINT (Ctrl-C) and SIGTERM (a scheduler, ``timeout``) during :meth:`Engine.fit`
+finish the step in progress, save the state at that step and raise
+:class:`paramgen.interrupts.Interrupted` (the command line prints one line and exits 130 or
+143); the same call again resumes from that step.
 
 **Many processes.** Started with ``accelerate launch --multi_gpu --num_processes N``, every
 process runs this same loop: the global batch of each step is drawn identically everywhere from
@@ -31,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from paramgen import train_state
+from paramgen.interrupts import Interrupted, StopRequests
 
 SCHEDULES = ("cosine", "constant", "linear")
 AUTOCAST = ("auto", "bf16", "off")
@@ -237,6 +243,8 @@ class Engine:
                    else _modules_of(stages))
         history: list[dict] = []
         start = 0
+        if workdir is not None and self.is_main:
+            train_state.discard_partial(workdir)  # temporaries of saves a kill cut short
         if workdir is not None and train_state.exists(workdir):
             start, history = self._resume(workdir, identity, modules, optimizers)
         report = TrainReport(steps=total, seconds=0.0, processes=self.num_processes,
@@ -250,30 +258,36 @@ class Engine:
         t0 = time.time()
         bounds = _stage_bounds(stages)
         try:
-            for step in range(start, total):
-                k, offset = _stage_at(bounds, step)
-                stage, opt = stages[k], optimizers[k]
-                if step == offset and step > 0 and hasattr(method, "on_stage_start"):
-                    method.on_stage_start(stage)
-                if step == offset:
-                    ema = None  # each stage's loss lives on its own scale
-                value = self._step(method, stage, opt, step, step - offset, seed)
-                ema = value if ema is None else 0.98 * ema + 0.02 * value
-                done = step + 1
-                bar.update(1)
-                stage_end = done == offset + stage.steps
-                if step % 10 == 0 or stage_end:
-                    bar.set_postfix(stage=stage.name, loss=f"{ema:.4g}")
-                    history.append({"step": done, "stage": stage.name, "loss": ema})
-                if stage_end and hasattr(method, "on_stage_end"):
-                    method.on_stage_end(stage)
-                if callback is not None:
-                    callback(done, ema)
-                due = (done % self.runtime.save_every == 0 or stage_end or
-                       time.time() - last_save >= self.runtime.save_every_seconds)
-                if workdir is not None and due:
-                    self._save(workdir, identity, done, modules, optimizers, history)
-                    last_save = time.time()
+            with StopRequests() as stop:
+                for step in range(start, total):
+                    k, offset = _stage_at(bounds, step)
+                    stage, opt = stages[k], optimizers[k]
+                    if step == offset and step > 0 and hasattr(method, "on_stage_start"):
+                        method.on_stage_start(stage)
+                    if step == offset:
+                        ema = None  # each stage's loss lives on its own scale
+                    value = self._step(method, stage, opt, step, step - offset, seed)
+                    ema = value if ema is None else 0.98 * ema + 0.02 * value
+                    done = step + 1
+                    bar.update(1)
+                    stage_end = done == offset + stage.steps
+                    if step % 10 == 0 or stage_end:
+                        bar.set_postfix(stage=stage.name, loss=f"{ema:.4g}")
+                        history.append({"step": done, "stage": stage.name, "loss": ema})
+                    if stage_end and hasattr(method, "on_stage_end"):
+                        method.on_stage_end(stage)
+                    if callback is not None:
+                        callback(done, ema)
+                    due = (done % self.runtime.save_every == 0 or stage_end or
+                           time.time() - last_save >= self.runtime.save_every_seconds)
+                    if workdir is not None and due:
+                        self._save(workdir, identity, done, modules, optimizers, history)
+                        last_save = time.time()
+                    signum = self._stop_signal(stop)
+                    if signum is not None:  # Ctrl-C or SIGTERM: save this step, then stop
+                        if workdir is not None and not due:
+                            self._save(workdir, identity, done, modules, optimizers, history)
+                        raise Interrupted(signum, step=done, saved_to=workdir)
         finally:
             bar.close()
         report.seconds = time.time() - t0
@@ -302,6 +316,16 @@ class Engine:
             nn.utils.clip_grad_norm_(module.parameters(), stage.grad_clip)
         opt.step()
         return value
+
+    def _stop_signal(self, stop: StopRequests) -> int | None:
+        """The signal that asks this run to stop, if any. Under many processes every process
+        must stop at the same step (or the next all-reduce would wait forever): they agree on
+        the largest signal any of them got."""
+        if self.num_processes == 1:
+            return stop.signal
+        got = torch.tensor([stop.signal or 0], device=self.device)
+        signum = int(self.accelerator.gather(got).max())
+        return signum or None
 
     def _reduce_sum(self, tensor: Tensor) -> Tensor:
         if self.num_processes == 1:

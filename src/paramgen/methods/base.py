@@ -32,6 +32,7 @@ from torch import Tensor
 
 from paramgen import io
 from paramgen.config import GeneratorConfig
+from paramgen.durable import read_committed_json, write_pair
 
 FORMAT = "paramgen.generator"
 FORMAT_VERSION = 1
@@ -242,12 +243,12 @@ class Generator(ABC):
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``model.safetensors`` then ``config.json`` (which names the weights' checksum)."""
+        """Write ``model.safetensors`` and ``config.json`` (which names the weights' checksum),
+        crash-consistently (:func:`paramgen.durable.write_pair`)."""
         self._require_fitted()
         path = Path(path)
         tensors = dict(self._saved_tensors())
         tensors.update({f"reference.{k}": v for k, v in self.reference.items()})
-        weights = io.save_safetensors(path / "model.safetensors", tensors)
         config = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
             "preset": self.preset, "config": self.config.to_dict(),
@@ -256,9 +257,8 @@ class Generator(ABC):
             "generated_keys": self.generated_keys, "key_order": self.key_order,
             "collection_info": self.collection_info,
             **self._saved_config(),
-            "weights_sha256": _sha256(weights),
         }
-        io.write_json(path / "config.json", config)
+        write_pair(path / "model.safetensors", tensors, path / "config.json", config)
         return path
 
     @classmethod
@@ -344,7 +344,7 @@ def read_config(path: str | os.PathLike, method: str | None = None) -> dict:
         raise FileNotFoundError(f"{cfg_path} not found: {path} is not a saved generator "
                                 "(save one with save_pretrained or `paramgen train`)")
     try:
-        config = json.loads(cfg_path.read_text())
+        config = read_committed_json(cfg_path, path / "model.safetensors")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
