@@ -229,3 +229,49 @@ def test_the_command_says_one_line_exits_128_plus_the_signal_and_resumes(tmp_pat
     assert state.is_file() and not (out / "config.json").exists()
     assert main(args) == 0
     assert f"resumed from step {step}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ generator folders
+
+
+def test_a_generator_save_cut_between_its_renames_loads_the_old_or_the_new(tmp_path):
+    """The states a kill can leave while B is saved over A: A + B's pending config (weights not
+    yet renamed) loads A; B's weights + A's config + B's pending config loads B; a stale
+    pending config beside a completed pair changes nothing."""
+    import shutil
+
+    from paramgen.durable import read_committed_json
+
+    ckpts = CheckpointSet.from_state_dicts([
+        {"w": torch.randn(5, 7, generator=torch.Generator().manual_seed(i))} for i in range(6)])
+    cfg = dict(TINY, steps=2)
+    a = RPG(config=RPGConfig(**cfg)).fit(ckpts, progress=False, seed=0)
+    b = RPG(config=RPGConfig(**cfg)).fit(ckpts, progress=False, seed=1)
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["config.json",
+                                                                   "model.safetensors"]
+
+    def same(gen, ref) -> bool:
+        return all(torch.equal(v, gen.network.state_dict()[k])
+                   for k, v in ref.network.state_dict().items())
+
+    before = tmp_path / "before-weights"
+    shutil.copytree(tmp_path / "a", before)
+    shutil.copy(tmp_path / "b" / "config.json", pending_path(before / "config.json"))
+    assert same(load_generator(before), a)
+    after = tmp_path / "after-weights"
+    shutil.copytree(before, after)
+    shutil.copy(tmp_path / "b" / "model.safetensors", after / "model.safetensors")
+    assert same(load_generator(after), b)
+    # A completed save over a folder with a stale pending file: the committed pair wins.
+    b.save_pretrained(after)
+    assert not pending_path(after / "config.json").exists()
+    shutil.copy(tmp_path / "a" / "config.json", pending_path(after / "config.json"))
+    assert read_committed_json(after / "config.json", after / "model.safetensors") == \
+        read_committed_json(tmp_path / "b" / "config.json", tmp_path / "b" / "model.safetensors")
+    # Neither config names the weights (an edited file): the checksum error, as before.
+    (after / "model.safetensors").write_bytes((tmp_path / "a" / "model.safetensors").read_bytes()
+                                              + b" ")
+    with pytest.raises(ValueError, match="checksum"):
+        load_generator(after)

@@ -99,7 +99,9 @@ def test_state_files_hold_no_pickle_and_detect_tampering(tmp_path):
     (tmp_path / "train_state.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{not json")
     with pytest.raises(ValueError, match="not a readable safetensors"):
         train_state.load(tmp_path)
-    assert not train_state.exists(tmp_path)  # nothing to resume: a run starts over
+    assert train_state.exists(tmp_path)  # damaged: refused by name, never silently redone
+    train_state.remove(tmp_path)
+    assert not train_state.exists(tmp_path) and not list(tmp_path.iterdir())
 
 
 def test_a_state_of_the_earlier_two_file_format_still_resumes(tmp_path):

@@ -111,11 +111,18 @@ def _is_current(file: Path) -> bool:
 
 
 def exists(workdir: str | os.PathLike) -> bool:
-    """Whether ``workdir`` holds a training state to resume (this format or the earlier one).
-    A weights file alone, without a header naming the format, is the first save of an earlier
-    version cut short before its JSON: there is nothing to resume, and the next save replaces
-    it."""
-    return _is_current(path(workdir)) or (Path(workdir) / LEGACY_JSON).is_file()
+    """Whether ``workdir`` holds a training state to resume (this format or the earlier one),
+    or a damaged one that :func:`load` will refuse by name rather than silently start over.
+    A readable weights file alone, without a header naming the format, is the first save of an
+    earlier version cut short before its JSON: there is nothing to resume, and the next save
+    replaces it."""
+    file = path(workdir)
+    if (Path(workdir) / LEGACY_JSON).is_file():
+        return True
+    if not file.is_file():
+        return False
+    meta = _metadata(file)
+    return meta is None or meta.get("format") == FORMAT
 
 
 def save(workdir: str | os.PathLike, state: dict) -> Path:
