@@ -113,13 +113,14 @@ def kill_at(proc: subprocess.Popen, mode: str, out: Path, rng: random.Random) ->
     return "finished" if proc.returncode == 0 else mode
 
 
-def check_on_disk(out: Path) -> None:
-    """What a kill left must load: the training state, and the generator when it has a config."""
+def check_on_disk(out: Path) -> int | None:
+    """What a kill left must load: the training state, and the generator when it has a config.
+    Returns the state's step (None before the first save)."""
     work = out / ".train"
-    if train_state.exists(work):
-        train_state.load(work)
+    step = train_state.load(work)["step"] if train_state.exists(work) else None
     if (out / "config.json").is_file():
         load_generator(out)
+    return step
 
 
 def kill_chain(tmp_path: Path, modes: list[str], steps: int, seed: int) -> dict[str, int]:
@@ -129,12 +130,14 @@ def kill_chain(tmp_path: Path, modes: list[str], steps: int, seed: int) -> dict[
     rng = random.Random(seed)
     seen: dict[str, int] = {}
     inside_saves = 0
+    steps_at: list[int | None] = []
     for mode in modes:
         what = kill_at(start(train_args(ckpts, out, steps)), mode, out, rng)
         seen[what] = seen.get(what, 0) + 1
         inside_saves += bool(list((out / ".train").glob(f".{train_state.FILE}.*.tmp")))
-        check_on_disk(out)
+        steps_at.append(check_on_disk(out))
     seen["kills that left a save's temporary file"] = inside_saves
+    print(f"kill -9 chain: {seen}; state steps after each kill: {steps_at}")
     # The same command once more, never --restart: it finishes what the kills interrupted.
     assert main(train_args(ckpts, out, steps)) == 0
     assert (out / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
