@@ -141,7 +141,8 @@ def kill_chain(tmp_path: Path, modes: list[str], steps: int, seed: int) -> dict[
     # The same command once more, never --restart: it finishes what the kills interrupted.
     assert main(train_args(ckpts, out, steps)) == 0
     assert (out / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
-    assert not list((out / ".train").glob("*.tmp")) and not pending_path(out / "config.json").exists()
+    assert not list((out / ".train").glob("*.tmp"))
+    assert not pending_path(out / "config.json").exists()
     return seen
 
 

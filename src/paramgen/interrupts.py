@@ -57,8 +57,9 @@ class StopRequests:
     """Context manager: while open, SIGINT and SIGTERM are recorded instead of acted on.
 
     ``with StopRequests() as stop: ... if stop.signal is not None: save(); raise
-    stop.interrupted(step, saved_to)``. Outside the main thread (where Python cannot install
-    handlers) it records nothing and the signals act as usual. Handlers are restored on exit.
+    stop.interrupted(step, saved_to)``, or ``install()`` and ``uninstall()`` in a ``finally``.
+    Outside the main thread (where Python cannot install handlers) it records nothing and the
+    signals act as usual. Handlers are restored on exit.
     """
 
     def __init__(self) -> None:
@@ -78,7 +79,8 @@ class StopRequests:
                 pass
         self._previous = {}
 
-    def __enter__(self) -> "StopRequests":
+    def install(self) -> "StopRequests":
+        """Start recording the signals (what ``with`` does on entry); returns self."""
         if threading.current_thread() is not threading.main_thread():
             return self
         for signum in SIGNALS:
@@ -93,8 +95,15 @@ class StopRequests:
             self._previous[signum] = signal.SIG_DFL if previous is None else previous
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def uninstall(self) -> None:
+        """Give the signals back their earlier handlers (what ``with`` does on exit)."""
         self._restore()
+
+    def __enter__(self) -> "StopRequests":
+        return self.install()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.uninstall()
 
     def interrupted(self, step: int | None = None, saved_to: str | os.PathLike | None = None,
                     what: str = "step") -> Interrupted:

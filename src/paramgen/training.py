@@ -257,38 +257,39 @@ class Engine:
         last_save = time.time()
         t0 = time.time()
         bounds = _stage_bounds(stages)
+        stop = StopRequests().install()  # Ctrl-C / SIGTERM: finish the step, save, stop
         try:
-            with StopRequests() as stop:
-                for step in range(start, total):
-                    k, offset = _stage_at(bounds, step)
-                    stage, opt = stages[k], optimizers[k]
-                    if step == offset and step > 0 and hasattr(method, "on_stage_start"):
-                        method.on_stage_start(stage)
-                    if step == offset:
-                        ema = None  # each stage's loss lives on its own scale
-                    value = self._step(method, stage, opt, step, step - offset, seed)
-                    ema = value if ema is None else 0.98 * ema + 0.02 * value
-                    done = step + 1
-                    bar.update(1)
-                    stage_end = done == offset + stage.steps
-                    if step % 10 == 0 or stage_end:
-                        bar.set_postfix(stage=stage.name, loss=f"{ema:.4g}")
-                        history.append({"step": done, "stage": stage.name, "loss": ema})
-                    if stage_end and hasattr(method, "on_stage_end"):
-                        method.on_stage_end(stage)
-                    if callback is not None:
-                        callback(done, ema)
-                    due = (done % self.runtime.save_every == 0 or stage_end or
-                           time.time() - last_save >= self.runtime.save_every_seconds)
-                    if workdir is not None and due:
+            for step in range(start, total):
+                k, offset = _stage_at(bounds, step)
+                stage, opt = stages[k], optimizers[k]
+                if step == offset and step > 0 and hasattr(method, "on_stage_start"):
+                    method.on_stage_start(stage)
+                if step == offset:
+                    ema = None  # each stage's loss lives on its own scale
+                value = self._step(method, stage, opt, step, step - offset, seed)
+                ema = value if ema is None else 0.98 * ema + 0.02 * value
+                done = step + 1
+                bar.update(1)
+                stage_end = done == offset + stage.steps
+                if step % 10 == 0 or stage_end:
+                    bar.set_postfix(stage=stage.name, loss=f"{ema:.4g}")
+                    history.append({"step": done, "stage": stage.name, "loss": ema})
+                if stage_end and hasattr(method, "on_stage_end"):
+                    method.on_stage_end(stage)
+                if callback is not None:
+                    callback(done, ema)
+                due = (done % self.runtime.save_every == 0 or stage_end or
+                       time.time() - last_save >= self.runtime.save_every_seconds)
+                if workdir is not None and due:
+                    self._save(workdir, identity, done, modules, optimizers, history)
+                    last_save = time.time()
+                signum = self._stop_signal(stop)
+                if signum is not None:  # Ctrl-C or SIGTERM: save this step, then stop
+                    if workdir is not None and not due:
                         self._save(workdir, identity, done, modules, optimizers, history)
-                        last_save = time.time()
-                    signum = self._stop_signal(stop)
-                    if signum is not None:  # Ctrl-C or SIGTERM: save this step, then stop
-                        if workdir is not None and not due:
-                            self._save(workdir, identity, done, modules, optimizers, history)
-                        raise Interrupted(signum, step=done, saved_to=workdir)
+                    raise Interrupted(signum, step=done, saved_to=workdir)
         finally:
+            stop.uninstall()
             bar.close()
         report.seconds = time.time() - t0
         for m in modules.values():
