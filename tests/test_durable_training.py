@@ -215,12 +215,17 @@ def test_the_command_says_one_line_exits_128_plus_the_signal_and_resumes(tmp_pat
             time.sleep(0.005)
         os.kill(os.getpid(), signum)
 
+    late: list[int] = []
+    # Should the signal come after training (a very slow machine), it must not end pytest.
+    previous = signal.signal(signum, lambda got, frame: late.append(got))
     sender = threading.Thread(target=send_when_training)
     sender.start()
     try:
         code = main(args)
     finally:
         sender.join()
+        signal.signal(signum, previous)
+    assert not late, "the signal came after training: the machine was too slow for this test"
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 128 + signum, err
     name = signal.Signals(signum).name
