@@ -87,7 +87,7 @@ def kill_at(proc: subprocess.Popen, mode: str, out: Path, rng: random.Random) ->
         time.sleep(rng.uniform(0.0, 4.0))
     elif mode == "training":  # after this run's first save, a random moment some steps later
         if _wait(proc, lambda: _inode(state) not in (None, before)):
-            time.sleep(rng.uniform(0.0, 0.3))
+            time.sleep(rng.uniform(0.0, 0.15))
     elif mode == "state-save":  # a save's temporary file exists: kill inside the save
         if _wait(proc, lambda: _inode(state) not in (None, before)):
             # a save lasts milliseconds (it syncs the file and the folder): look often
