@@ -90,13 +90,47 @@ def test_state_files_hold_no_pickle_and_detect_tampering(tmp_path):
     assert back["step"] == 3 and torch.equal(back["modules"]["a"]["w"], torch.ones(2))
     assert 0 in back["optimizers"][0]["state"]  # integer keys survive the JSON round trip
     assert not list(tmp_path.glob("*.pt"))
+    # One file holds everything: the commit is one rename.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_state.safetensors"]
     raw = (tmp_path / "train_state.safetensors").read_bytes()
     (tmp_path / "train_state.safetensors").write_bytes(raw[:-4] + b"\x00\x00\x80\x7f")
     with pytest.raises(ValueError, match="checksum"):
         train_state.load(tmp_path)
-    (tmp_path / "train_state.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
+    (tmp_path / "train_state.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{not json")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
         train_state.load(tmp_path)
+    assert train_state.exists(tmp_path)  # damaged: refused by name, never silently redone
+    train_state.remove(tmp_path)
+    assert not train_state.exists(tmp_path) and not list(tmp_path.iterdir())
+
+
+def test_a_state_of_the_earlier_two_file_format_still_resumes(tmp_path):
+    """Format 1 (weights + train_state.json naming their checksum) loads; the next save
+    replaces the pair with the one file."""
+    import hashlib
+    import json
+
+    from safetensors.torch import save_file
+
+    save_file({"modules.a.w": torch.ones(2)}, str(tmp_path / "train_state.safetensors"))
+    digest = hashlib.sha256((tmp_path / "train_state.safetensors").read_bytes()).hexdigest()
+    (tmp_path / "train_state.json").write_text(json.dumps({
+        "format": "paramgen.train_state", "format_version": 1, "weights_sha256": digest,
+        "state": {"step": 7, "modules": {"a": {"w": {"__tensor__": "modules.a.w"}}}}}))
+    legacy_json = (tmp_path / "train_state.json").read_text()
+    assert train_state.exists(tmp_path)
+    back = train_state.load(tmp_path)
+    assert back["step"] == 7 and torch.equal(back["modules"]["a"]["w"], torch.ones(2))
+    # A torn pair of the earlier format is refused with the way out.
+    save_file({"modules.a.w": torch.zeros(2)}, str(tmp_path / "train_state.safetensors"))
+    with pytest.raises(ValueError, match="checksum.*--restart"):
+        train_state.load(tmp_path)
+    train_state.save(tmp_path, dict(back, step=8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_state.safetensors"]
+    assert train_state.load(tmp_path)["step"] == 8
+    # A kill after the new file's rename but before the old JSON's deletion: the new one wins.
+    (tmp_path / "train_state.json").write_text(legacy_json)
+    assert train_state.load(tmp_path)["step"] == 8
 
 
 def test_resume_refuses_another_seed_or_step_count_and_restart_starts_over(tmp_path):

@@ -134,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             if not args.debug:  # a warning is one line of the command's, like its errors
                 warnings.showwarning = _one_line_warning(args.command)
             return int(_load(args.command).run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # paramgen.interrupts.Interrupted: a loop saved its state on SIGINT or SIGTERM and says
+        # where; its exit_code is the shell's convention (128 + the signal's number).
+        if getattr(exc, "exit_code", None) is not None:
+            print(f"paramgen {args.command}: {exc}", file=sys.stderr)
+            return int(exc.exit_code)
         print(f"paramgen {args.command}: interrupted; run the same command again to resume.",
               file=sys.stderr)
         return EXIT_INTERRUPTED

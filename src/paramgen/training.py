@@ -5,7 +5,12 @@ steps, learning rate and schedule) and its loss for one step (``training_loss(ct
 module does the rest, the same way for every method: device and process setup, autocast,
 AdamW, warmup + cosine (or constant, or linear) learning rate, gradient clipping, a progress bar
 with the loss, history and a callback, periodic and time-based saves of the training state
-(safetensors + JSON, see :mod:`paramgen.train_state`), and resume.
+(one safetensors file committed atomically, see :mod:`paramgen.train_state`), and resume.
+
+**Signals.** SIGINT (Ctrl-C) and SIGTERM (a scheduler, ``timeout``) during :meth:`Engine.fit`
+finish the step in progress, save the state at that step and raise
+:class:`paramgen.interrupts.Interrupted` (the command line prints one line and exits 130 or
+143); the same call again resumes from that step.
 
 **Many processes.** Started with ``accelerate launch --multi_gpu --num_processes N``, every
 process runs this same loop: the global batch of each step is drawn identically everywhere from
@@ -31,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from paramgen import train_state
+from paramgen.interrupts import Interrupted, StopRequests
 
 SCHEDULES = ("cosine", "constant", "linear")
 AUTOCAST = ("auto", "bf16", "off")
@@ -237,6 +243,8 @@ class Engine:
                    else _modules_of(stages))
         history: list[dict] = []
         start = 0
+        if workdir is not None and self.is_main:
+            train_state.discard_partial(workdir)  # temporaries of saves a kill cut short
         if workdir is not None and train_state.exists(workdir):
             start, history = self._resume(workdir, identity, modules, optimizers)
         report = TrainReport(steps=total, seconds=0.0, processes=self.num_processes,
@@ -249,6 +257,7 @@ class Engine:
         last_save = time.time()
         t0 = time.time()
         bounds = _stage_bounds(stages)
+        stop = StopRequests().install()  # Ctrl-C / SIGTERM: finish the step, save, stop
         try:
             for step in range(start, total):
                 k, offset = _stage_at(bounds, step)
@@ -274,7 +283,13 @@ class Engine:
                 if workdir is not None and due:
                     self._save(workdir, identity, done, modules, optimizers, history)
                     last_save = time.time()
+                signum = self._stop_signal(stop)
+                if signum is not None:  # Ctrl-C or SIGTERM: save this step, then stop
+                    if workdir is not None and not due:
+                        self._save(workdir, identity, done, modules, optimizers, history)
+                    raise Interrupted(signum, step=done, saved_to=workdir)
         finally:
+            stop.uninstall()
             bar.close()
         report.seconds = time.time() - t0
         for m in modules.values():
@@ -302,6 +317,16 @@ class Engine:
             nn.utils.clip_grad_norm_(module.parameters(), stage.grad_clip)
         opt.step()
         return value
+
+    def _stop_signal(self, stop: StopRequests) -> int | None:
+        """The signal that asks this run to stop, if any. Under many processes every process
+        must stop at the same step (or the next all-reduce would wait forever): they agree on
+        the largest signal any of them got."""
+        if self.num_processes == 1:
+            return stop.signal
+        got = torch.tensor([stop.signal or 0], device=self.device)
+        signum = int(self.accelerator.gather(got).max())
+        return signum or None
 
     def _reduce_sum(self, tensor: Tensor) -> Tensor:
         if self.num_processes == 1:

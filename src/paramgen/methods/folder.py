@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
-from paramgen import io
+from paramgen.durable import read_committed_json, write_pair
 from paramgen.methods.registry import get_method
 
 if TYPE_CHECKING:  # typing only: base.py imports this module
@@ -40,11 +40,11 @@ def sha256(path: Path) -> str:
 
 
 def write_generator(gen: "Generator", path: str | os.PathLike) -> Path:
-    """Write ``model.safetensors`` then ``config.json`` (which names the weights' checksum)."""
+    """Write ``model.safetensors`` and ``config.json`` (which names the weights' checksum),
+    crash-consistently (:func:`paramgen.durable.write_pair`)."""
     path = Path(path)
     tensors = dict(gen._saved_tensors())
     tensors.update({f"reference.{k}": v for k, v in gen.reference.items()})
-    weights = io.save_safetensors(path / "model.safetensors", tensors)
     config = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "method": gen.method,
         "preset": gen.preset, "config": gen.config.to_dict(),
@@ -53,9 +53,8 @@ def write_generator(gen: "Generator", path: str | os.PathLike) -> Path:
         "generated_keys": gen.generated_keys, "key_order": gen.key_order,
         "collection_info": gen.collection_info,
         **gen._saved_config(),
-        "weights_sha256": sha256(weights),
     }
-    io.write_json(path / "config.json", config)
+    write_pair(path / "model.safetensors", tensors, path / "config.json", config)
     return path
 
 
@@ -96,7 +95,7 @@ def read_config(path: str | os.PathLike, method: str | None = None) -> dict:
         raise FileNotFoundError(f"{cfg_path} not found: {path} is not a saved generator "
                                 "(save one with save_pretrained or `paramgen train`)")
     try:
-        config = json.loads(cfg_path.read_text())
+        config = read_committed_json(cfg_path, path / "model.safetensors")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
