@@ -10,7 +10,6 @@ from paramgen import zoo
 from paramgen.align import (UnsupportedLayerError, align, apply_permutations, basin_test,
                             barrier, discover, invert, prepare_for_training, random_permutations,
                             structure_for)
-from paramgen.align.permute import identity_permutations
 from paramgen.align.weights import match_weights
 from paramgen.checkpoints import CheckpointSet
 

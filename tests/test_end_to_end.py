@@ -15,8 +15,8 @@ from paramgen.metrics import accuracy, balanced_accuracy, predict
 @pytest.mark.slow
 def test_collect_train_sample_eval_on_digits(tmp_path, capsys):
     ck, gen, samples = tmp_path / "ck", tmp_path / "gen", tmp_path / "samples"
-    assert main(["collect", "--arch", "cnn-s", "--data", "digits", "-n", "12", "--runs", "1", "--out", str(ck),
-                 "--no-progress"]) == 0
+    assert main(["collect", "--arch", "cnn-s", "--data", "digits", "-n", "12", "--runs", "1",
+                 "--out", str(ck), "--no-progress"]) == 0
     assert main(["train", "--ckpts", str(ck), "--preset", "cpu", "--steps", "250",
                  "--out", str(gen), "--quiet"]) == 0
     assert main(["sample", "--gen", str(gen), "-n", "4", "--out", str(samples)]) == 0

@@ -538,9 +538,9 @@ def test_register_and_use_a_custom_backend() -> None:
         with pytest.raises(PromptError, match="trivial"):
             parse_prompt("x", backend=Always("1" * 10))
     finally:
-        from paramgen import prompts
+        from paramgen.prompts import backends
 
-        prompts._BACKENDS.pop("test-always", None)
+        backends._BACKENDS.pop("test-always", None)
 
 
 def test_backend_registry_errors() -> None:

@@ -39,7 +39,8 @@ SUMMARIES = {
     "eval": "evaluate sampled models against the training checkpoints and write a report",
     "generate": "generate a model for a task given as bits or a plain-English prompt",
     "demo": "the whole pipeline on digits in a few minutes: collect, train, sample, evaluate",
-    "align": "permute a collection's checkpoints into one basin (independent runs, cold-started tasks)",
+    "align": ("permute a collection's checkpoints into one basin (independent runs, "
+              "cold-started tasks)"),
 }
 
 EXIT_BAD_INPUT = 2

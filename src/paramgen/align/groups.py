@@ -59,7 +59,8 @@ class AxisGroups:
         return self._size[self.find(g)]
 
     def atoms(self, g: int) -> list[int]:
-        """The atomic groups `g` is the row-major product of (itself when atomic), size-1 dropped."""
+        """The atomic groups `g` is the row-major product of (itself when atomic), size-1
+        dropped."""
         r = self.find(g)
         if self._factors[r] is None:
             return [r] if self._size[r] > 1 else []

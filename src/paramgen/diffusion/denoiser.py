@@ -60,7 +60,8 @@ class Denoiser1D(nn.Module):
         self.cond_proj = (nn.Linear(cond_dim, token_size)
                           if has_cond and cond_dim != token_size else nn.Identity())
         self.encoder = nn.ModuleList(
-            ConvBlock(a, b, kernel_size, time_dim, has_cond) for a, b in zip(channels, channels[1:]))
+            ConvBlock(a, b, kernel_size, time_dim, has_cond)
+            for a, b in zip(channels, channels[1:]))
         rev = channels[::-1]
         # Decoder block i > 0 sees its input plus the matching encoder output (skip).
         dec = []

@@ -7,7 +7,8 @@ from torch import Tensor
 
 
 class NoiseSchedule:
-    """Linear betas from ``beta_start`` to ``beta_end`` over ``num_steps`` (RPG: 1e-4, 2e-2, 1000)."""
+    """Linear betas from ``beta_start`` to ``beta_end`` over ``num_steps`` (RPG: 1e-4, 2e-2,
+    1000)."""
 
     def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 2e-2):
         if num_steps < 1:

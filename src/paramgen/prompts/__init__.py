@@ -38,7 +38,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .backends import (
-    _BACKENDS,
     AutoBackend,
     BackendFactory,
     LLMBackend,
@@ -64,6 +63,7 @@ from .vocabulary import (
 __all__ = [
     "AmbiguousPromptError",
     "AutoBackend",
+    "BackendFactory",
     "CIFAR10_ATTRIBUTES",
     "CIFAR10_CLASSES",
     "CIFAR10_SYNONYMS",
