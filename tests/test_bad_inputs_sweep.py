@@ -748,6 +748,9 @@ def test_collect_with_other_settings_leaves_the_folder_byte_for_byte(made_by, gr
     folder = grid if made_by == "collect" else world["mlp"]
     argv = (["collect", "--tasks", "2", "--per-task", "1", "--epochs", "4", "--workers", "1"]
             if made_by == "collect" else ["collect", "--arch", "mlp", "-n", "2"])
+    lock = folder / ".paramgen.lock"
+    if lock.exists():  # as if another process wrote it last: a refusal must not rewrite it
+        lock.write_text("99999")
     before = _snapshot_all(folder)
     line = _one_line(capsys, [*argv, "--out", str(folder), *NOPROG], {})
     assert "made with other settings" in line
