@@ -181,6 +181,19 @@ def _one_line(capsys, argv, world, status=2) -> str:
 G = ["--dry-run", "--classes", "digits"]
 # (id, argv with {name} placeholders, words the one-line error must contain)
 CLI_ROWS = [
+    # -- refusals found after the output folder was made: no folder may stay (issue 24, 4a)
+    ("sample-condition-unconditioned", ["sample", "--gen", "{ugen}", "--out", "{tmp}/s/deeper/x",
+                                        "--condition", "0101010101"],
+     ["trained without conditions"]),
+    ("collect-grid-data-missing", ["collect", "--tasks", "2", "--data", "cifar10", "--data-root",
+                                   "{tmp}/nocifar", "--out", "{tmp}/l/grid", *NOPROG],
+     ["CIFAR-10 not found", "nocifar"]),
+    ("demo-steps-0", ["demo", "--out", "{tmp}/x/demo", "--steps", "0"],
+     ["--steps must be at least 1, got 0"]),
+    ("demo-spread-0", ["demo", "--out", "{tmp}/x/demo", "--spread", "0"],
+     ["--spread", "got 0"]),
+    ("demo-no-samples", ["demo", "--out", "{tmp}/x/demo", "-n", "0"],
+     ["--num-samples must be at least 1"]),
     # -- paramgen align
     ("align-no-arch", ["align", "--ckpts", "{noarch}", "--out", "{tmp}/x"],
      ["names no architecture", "model="]),
@@ -575,6 +588,19 @@ def test_igpg_without_the_text_encoder_says_how_to_install_it(igpg_mixed, world,
     # a dataset the generator has not embedded yet needs the encoder too
     with pytest.raises(text_encoder.TextEncoderMissing, match="paramgen"):
         gen.sample(1, like=f32[0], dataset="a dataset never named before")
+
+
+def test_igpg_sample_command_without_the_text_encoder_is_one_line(igpg_mixed, tmp_path,
+                                                                  monkeypatch, capsys) -> None:
+    gen, f32, _ = igpg_mixed
+    gen.save_pretrained(tmp_path / "gen")
+    save_file(f32[0], str(tmp_path / "like.safetensors"))
+    monkeypatch.setattr(text_encoder, "encode", _no_encoder)
+    line = _one_line(capsys, ["sample", "--gen", str(tmp_path / "gen"), "--like",
+                              str(tmp_path / "like.safetensors"), "--dataset", "svhn", "--out",
+                              str(tmp_path / "s")], {})
+    assert 'pip install "paramgen[text]"' in line and "unexpected" not in line
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("sets,words", [

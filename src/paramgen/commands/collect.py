@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -183,6 +184,16 @@ def _undo_prepare(out: Path, created: Path | None, marked: bool) -> None:
         if not marked and not io.written_files(out):
             (out / io.OUTPUT_MARKER).unlink(missing_ok=True)
         return
+    written = io.written_files(out)
+    if [f.name for f in written] == ["manifest.json"]:
+        # Only the settings record that a new collection writes first (a data set found
+        # missing inside the grid's workers, say): with no checkpoint in it, it goes too.
+        try:
+            empty = not json.loads(written[0].read_text(encoding="utf-8")).get("checkpoints")
+        except (OSError, ValueError, AttributeError):
+            empty = False
+        if empty:
+            io.remove_written(out)
     if not io.discard_if_unused(out):
         return
     for parent in out.parents:  # the missing parents that prepare_output_dir made, if empty
