@@ -794,3 +794,65 @@ def test_sample_n_must_be_a_count(n, world) -> None:
             pytest.xfail(f"n={n!r} is refused, but the message does not name n: {exc}")
     else:
         pytest.xfail(f"n={n!r} is accepted")
+
+
+# ================================================================= folder import (first hour)
+def _write_sd(sd):
+    return lambda p: save_file(sd, str(p))
+
+
+def _pickle(obj):
+    return lambda p: torch.save(obj, p)
+
+
+def _numpy_pickle(p):
+    import pickle
+
+    import numpy as np
+
+    with open(p, "wb") as fh:
+        pickle.dump({"w": np.zeros(3)}, fh)
+
+
+_SD4, _SD6 = _mlps(1, hidden=4)[0], _mlps(1, hidden=6)[0]
+IMPORT_CASES = [
+    ("random-bytes-safetensors", {"a.safetensors": bytes(range(256)) * 2}, ["a.safetensors",
+                                                                           "unreadable"]),
+    ("zero-byte-safetensors", {"a.safetensors": b""}, ["a.safetensors", "unreadable"]),
+    ("random-bytes-pt", {"a.pt": bytes(range(256))}, ["a.pt", "weights_only=True"]),
+    ("no-model-files", {"a.bin": b"\x00" * 10, "notes.txt": b"hi"}, ["no .safetensors"]),
+    ("mixed-shapes", {"a.safetensors": _write_sd(_SD4), "b.safetensors": _write_sd(_SD6)},
+     ["b.safetensors", "'net.0.bias' has shape [6]", "[4]"]),
+    ("mixed-keys", {"a.safetensors": _write_sd(_SD4),
+                    "b.safetensors": _write_sd({"w": torch.zeros(3)})},
+     ["b.safetensors", "keys differ", "extra keys 'w'"]),
+    ("mixed-dtypes", {"a.safetensors": _write_sd(_SD4),
+                      "b.safetensors": _write_sd({k: v.double() for k, v in _SD4.items()})},
+     ["b.safetensors", "float64", "float32"]),
+    ("empty-state-dict", {"a.safetensors": _write_sd({})}, ["a.safetensors", "no tensors"]),
+    ("nan-weights", {"a.safetensors": _write_sd({k: torch.full_like(v, float("nan"))
+                                                 for k, v in _SD4.items()})},
+     ["a.safetensors", "non-finite"]),
+    ("pickle-of-a-list", {"a.pt": _pickle([torch.zeros(3)])}, ["a.pt", "holds a list"]),
+    ("pickle-of-strings", {"a.pt": _pickle({"w": "hello"})}, ["a.pt", "not a state dict"]),
+    ("pickle-of-numpy", {"a.pt": _numpy_pickle}, ["a.pt", "weights_only=True"]),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on a foreign pickle
+@pytest.mark.parametrize("files,words", [r[1:] for r in IMPORT_CASES],
+                         ids=[r[0] for r in IMPORT_CASES])
+def test_folder_import_names_the_bad_file(files, words, tmp_path) -> None:
+    for name, content in files.items():
+        path = tmp_path / name
+        content(path) if callable(content) else path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        pg.CheckpointSet.import_folder(tmp_path, allow_pickle=True)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value)[:300])
+
+
+def test_folder_import_unwraps_a_nested_training_checkpoint(tmp_path) -> None:
+    torch.save({"state_dict": {"model": _SD4}, "epoch": 3}, tmp_path / "a.pt")
+    ckpts = pg.CheckpointSet.import_folder(tmp_path, allow_pickle=True)
+    assert len(ckpts) == 1 and all(torch.equal(ckpts[0][k], _SD4[k]) for k in _SD4)
