@@ -1,4 +1,4 @@
-"""Bad inputs, sweep of 2026-12-06: the surfaces added since the last sweep (tests/test_bad_inputs.py).
+"""Bad inputs, sweep of 2026-12-06: the surfaces added since the last sweep (test_bad_inputs.py).
 
 `paramgen align` and `train --align`, IGPG, adapters and PEFT folders, `generate` prompts, and
 settings that cannot work under `accelerate launch`; plus the refusals of issue 24 item 4 (a
@@ -367,7 +367,7 @@ def test_train_align_auto_skips_what_it_cannot_trace_and_says_why(name, why, wor
         argv += ["--set", item]
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert f"align: skipped (align: the" in out and why in out
+    assert "align: skipped (align: the" in out and why in out
     assert (tmp_path / "g" / "config.json").is_file()
 
 

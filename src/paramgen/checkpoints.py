@@ -790,8 +790,8 @@ class CheckpointWriter:
         if info and (self.directory / MANIFEST).is_file():
             # Refuse other settings before the lock file exists: a refusal leaves the folder as
             # it was. The check runs again under the lock (_reopen), against a concurrent writer.
-            _check_same_settings(_read_manifest(self.directory), dict(_jsonable(dict(info), "info")),
-                                 self.directory / MANIFEST)
+            _check_same_settings(_read_manifest(self.directory),
+                                 dict(_jsonable(dict(info), "info")), self.directory / MANIFEST)
         # Held until close(): a second writer (another process collecting into this folder)
         # waits, then continues from what this one wrote instead of overwriting it.
         self._lock = io.FolderLock(self.directory).acquire()

@@ -26,7 +26,8 @@ def load_adapter(base: str | os.PathLike | nn.Module, folder: str | os.PathLike)
     except (RuntimeError, ValueError) as exc:  # size mismatches, targets the base lacks
         first = " ".join(str(exc).split())[:300]
         raise ValueError(f"PEFT adapter folder {folder} does not fit the base model "
-                         f"{type(module).__name__} (an adapter of another base?): {first}") from None
+                         f"{type(module).__name__} (an adapter of another base?): "
+                         f"{first}") from None
 
 
 def score_adapter(base: str | os.PathLike | nn.Module, folder: str | os.PathLike, bits: str,
