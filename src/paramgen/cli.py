@@ -90,6 +90,10 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         # TypeError/IndexError reach here from user-supplied values (a keyword a model does not
         # take, a wrong index) as often as from bugs; the message still names the value.
         return text or name, EXIT_BAD_INPUT
+    if isinstance(exc, ImportError) and "pip install" in text:
+        # An optional extra that is not installed (paramgen.text.TextEncoderMissing and the
+        # like): the environment's fault, and the message says how to install it.
+        return text, EXIT_BAD_INPUT
     if isinstance(exc, MemoryError):
         return ("out of memory; try a smaller batch, fewer samples, or --mode sequential",
                 EXIT_BAD_INPUT)

@@ -42,6 +42,11 @@ def _base_for(out: Path, base: str | os.PathLike | None, data: str, in_shape: li
         return bases.load_base(own)
     if base is not None and Path(base).is_dir():
         model, config = bases.load_base(base)
+    elif base is not None and (Path(base).exists() or os.sep in str(base)):
+        # A path, not an architecture name: say so rather than "unknown zoo model '/a/b'".
+        raise FileNotFoundError(f"base {str(base)!r}: no such base folder (give a folder written "
+                                "by `paramgen collect --lora`, OUT/base, or a zoo architecture "
+                                "name to pretrain)")
     else:
         arch = bases.DEFAULT_ARCH if base is None else str(base)
         config = {"arch": arch, "in_shape": in_shape, "num_classes": 2, "data": data,

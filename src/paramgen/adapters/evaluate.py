@@ -17,9 +17,17 @@ def load_adapter(base: str | os.PathLike | nn.Module, folder: str | os.PathLike)
     from peft import PeftModel
 
     from paramgen.adapters.base import load_base
+    from paramgen.adapters.folders import read_peft_folder
 
+    read_peft_folder(folder)  # a missing or damaged file: an error naming it, before peft reads
     module = load_base(base)[0] if isinstance(base, (str, os.PathLike)) else copy.deepcopy(base)
-    return PeftModel.from_pretrained(module, str(folder)).eval()
+    try:
+        return PeftModel.from_pretrained(module, str(folder)).eval()
+    except (RuntimeError, ValueError) as exc:  # size mismatches, targets the base lacks
+        first = " ".join(str(exc).split())[:300]
+        raise ValueError(f"PEFT adapter folder {folder} does not fit the base model "
+                         f"{type(module).__name__} (an adapter of another base?): "
+                         f"{first}") from None
 
 
 def score_adapter(base: str | os.PathLike | nn.Module, folder: str | os.PathLike, bits: str,

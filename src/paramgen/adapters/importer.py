@@ -65,12 +65,15 @@ def import_peft(adapter_dirs: Sequence[str | os.PathLike] | str | os.PathLike,
         if first_cfg is None:
             first_cfg = cfg
         else:
-            for key in sorted((set(cfg) | set(first_cfg)) - _BOOKKEEPING):
-                if cfg.get(key) != first_cfg.get(key):
-                    raise CheckpointError(
-                        f"{d / 'adapter_config.json'}: {key!r} is {cfg.get(key)!r}, but "
-                        f"{dirs[0] / 'adapter_config.json'} has {first_cfg.get(key)!r}; one "
-                        "collection holds adapters of one layout")
+            keys = sorted((set(cfg) | set(first_cfg)) - _BOOKKEEPING)
+            # every differing key, so a rank that differs is named even when alpha follows it
+            diff = [f"{k!r} is {cfg.get(k)!r}, not {first_cfg.get(k)!r}" for k in keys
+                    if cfg.get(k) != first_cfg.get(k)]
+            if diff:
+                raise CheckpointError(
+                    f"{d / 'adapter_config.json'}: {'; '.join(diff)} as in "
+                    f"{dirs[0] / 'adapter_config.json'}; one collection holds adapters of one "
+                    "layout")
         states.append(state)
     rows, bits = _condition_rows(conditions, len(dirs))
     provenance = [{"peft_dir": str(d.resolve()), **({"task": b} if b else {})}

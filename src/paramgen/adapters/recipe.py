@@ -55,9 +55,13 @@ class LoraRecipe:
         fields: dict[str, Any] = {"dora": dora, "head": head}
         targets: list[str] = []
         key = None
+        given: set[str] = set()
         for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
             if "=" in part:
                 key, value = (s.strip() for s in part.split("=", 1))
+                if key in given:  # "r=2,r=4" would silently keep the last one
+                    raise ValueError(f"--lora {spec!r}: {key!r} is given twice")
+                given.add(key)
             elif key == "targets":
                 value = part
             else:

@@ -28,6 +28,19 @@ def attach(base: nn.Module, recipe: LoraRecipe, head_module: str,
     its weights set to ``init`` when given (else drawn with ``seed``)."""
     from peft import get_peft_model, set_peft_model_state_dict
 
+    names = [n for n, _ in base.named_modules() if n]
+    # peft adapts the targets that match and skips the rest without a word: a misspelt target
+    # next to a good one would train a smaller adapter than asked for.
+    unmatched = [t for t in recipe.targets if not any(n == t or n.endswith("." + t)
+                                                      for n in names)]
+    if unmatched and len(unmatched) < len(recipe.targets):
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules()
+                         if isinstance(m, nn.Linear)})
+        raise ValueError(f"LoRA targets {unmatched} match no layer of the base model; its "
+                         f"Linear layers are named {linear}")
+    if recipe.head == "adapter" and head_module and head_module not in names:
+        raise ValueError(f"head module {head_module!r} is not a layer of the base model "
+                         f"{type(base).__name__}")
     model = copy.deepcopy(base)
     try:
         with torch.random.fork_rng(devices=[]):

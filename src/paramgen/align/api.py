@@ -138,6 +138,9 @@ def align(ckpts: CheckpointSet, model: nn.Module | None = None,
     if method == "activations" and inputs is None:
         inputs = training_inputs(ckpts)
     ref_index = None
+    if isinstance(reference, bool):  # an int to Python, but never meant as checkpoint 0 or 1
+        raise ValueError(f"align: reference must be a checkpoint index or a state dict, got "
+                         f"{reference!r}")
     if reference is None or isinstance(reference, int):
         ref_index = 0 if reference is None else int(reference)
         if not -len(ckpts) <= ref_index < len(ckpts):

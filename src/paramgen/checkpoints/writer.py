@@ -32,6 +32,18 @@ from paramgen.checkpoints.format import (
 __all__ = ["CheckpointWriter"]
 
 
+def _check_same_settings(manifest: Mapping[str, Any], info: Mapping[str, Any], mpath: Path) -> None:
+    """Refuse to continue a collection whose manifest records other settings than `info`."""
+    old = manifest["info"]
+    if old == info:
+        return
+    diff = sorted(k for k in set(old) | set(info) if old.get(k) != info.get(k))
+    shown = "; ".join(f"{k}: {old.get(k)!r} there, {info.get(k)!r} now" for k in diff)
+    raise CheckpointError(f"{mpath}: the folder holds a collection made with other settings "
+                          f"({shown}); use another output folder, or delete this one to start "
+                          "over")
+
+
 class CheckpointWriter:
     """Append checkpoints to a CheckpointSet folder, one file at a time, resumable.
 
@@ -45,6 +57,11 @@ class CheckpointWriter:
 
     def __init__(self, directory: str | os.PathLike, info: Mapping[str, Any] | None = None) -> None:
         self.directory = Path(directory)
+        if info and (self.directory / MANIFEST).is_file():
+            # Refuse other settings before the lock file exists: a refusal leaves the folder as
+            # it was. The check runs again under the lock (_reopen), against a concurrent writer.
+            _check_same_settings(read_manifest(self.directory),
+                                 dict(jsonable(dict(info), "info")), self.directory / MANIFEST)
         # Held until close(): a second writer (another process collecting into this folder)
         # waits, then continues from what this one wrote instead of overwriting it.
         self._lock = io.FolderLock(self.directory).acquire()
@@ -73,13 +90,8 @@ class CheckpointWriter:
     def _reopen(self) -> None:
         manifest = read_manifest(self.directory)
         mpath = self.directory / MANIFEST
-        if self._info and manifest["info"] != self._info:
-            old = manifest["info"]
-            diff = sorted(k for k in set(old) | set(self._info) if old.get(k) != self._info.get(k))
-            shown = "; ".join(f"{k}: {old.get(k)!r} there, {self._info.get(k)!r} now" for k in diff)
-            raise CheckpointError(f"{mpath}: the folder holds a collection made with other "
-                                  f"settings ({shown}); use another output folder, or delete this "
-                                  "one to start over")
+        if self._info:
+            _check_same_settings(manifest, self._info, mpath)
         self._info = dict(manifest["info"])
         self._entries = list(manifest["checkpoints"])
         if self._entries:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -161,6 +162,37 @@ def _collect(args: argparse.Namespace, arch: str, hidden: list[int] | None, prog
                    model_kwargs=_hidden_option(arch, hidden) or None)
 
 
+def _undo_prepare(out: Path, created: Path | None, marked: bool) -> None:
+    """After a refusal, take back what preparing `out` added when nothing else was written: the
+    folders this command created (`created`: the topmost), or the marker it put into a folder it
+    did not create, so a refused command leaves the file system as it found it."""
+    from paramgen import io
+
+    if created is None:
+        if not marked and not io.written_files(out):
+            (out / io.OUTPUT_MARKER).unlink(missing_ok=True)
+        return
+    written = io.written_files(out)
+    if [f.name for f in written] == ["manifest.json"]:
+        # Only the settings record that a new collection writes first (a data set found
+        # missing inside the grid's workers, say): with no checkpoint in it, it goes too.
+        try:
+            empty = not json.loads(written[0].read_text(encoding="utf-8")).get("checkpoints")
+        except (OSError, ValueError, AttributeError):
+            empty = False
+        if empty:
+            io.remove_written(out)
+    if not io.discard_if_unused(out):
+        return
+    for parent in out.parents:  # the missing parents that prepare_output_dir made, if empty
+        if created != parent and created not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the collection and print a one-paragraph summary."""
     from paramgen import io
@@ -173,14 +205,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--task and --tasks exclude each other: --task trains one binary "
                          "task with n checkpoints, --tasks a grid of them")
     # Before any training: an unusable or foreign --out fails now, not after the work.
-    existed = Path(args.out).exists()
+    out = Path(args.out)
+    created = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
+    marked = (out / io.OUTPUT_MARKER).exists()
     io.prepare_output_dir(args.out, overwrite=args.overwrite, owned=is_checkpoint_folder,
                           kind="checkpoints")
     try:
         ckpts = _collect(args, arch, hidden, progress=not args.no_progress)
     except BaseException:
-        if not existed:
-            io.discard_if_unused(args.out)  # a bad setting found later leaves no empty folder
+        _undo_prepare(out, created, marked)
         raise
     secs = time.perf_counter() - t0
     metric = ckpts.info.get("metric", "accuracy")

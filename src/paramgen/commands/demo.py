@@ -55,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
     from paramgen.evaluate import evaluate, write_report
     from paramgen.methods import RPG
 
+    # Every count is checked before the first stage: a bad --steps found only after minutes of
+    # collecting would waste them (and leave a folder behind for a refused command).
+    for option, value in (("--num-ckpts", args.num_ckpts), ("--runs", args.runs),
+                          ("--steps", args.steps), ("--num-samples", args.num_samples)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be at least 1, got {value}")
+    if not 0 < args.spread < float("inf"):
+        raise ValueError(f"--spread must be a positive number of epochs, got {args.spread:g}")
     out = io.prepare_output_dir(args.out, overwrite=args.overwrite, fresh=args.fresh,
                                 kind="demo")
     start = time.time()

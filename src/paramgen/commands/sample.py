@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     # A samples folder holds this run's samples only: what an earlier `sample` wrote there goes
     # (so a later eval never scores stale models); anything else there is kept, and a foreign
     # non-empty folder is refused unless --overwrite.
-    existed = Path(args.out).exists()
+    wanted = Path(args.out)
+    created = next((p for p in [*reversed(wanted.parents), wanted] if not p.exists()), None)
     out = io.prepare_output_dir(args.out, overwrite=args.overwrite, fresh=True,
                                 owned=_is_sample_folder,
                                 kind="samples")
@@ -166,8 +167,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         gen.sample_to_files(paths, seed=args.seed, progress=True, **options)
     except BaseException:
-        if not existed:
-            io.discard_if_unused(out)  # e.g. a condition the generator refuses: no empty folder
+        # e.g. a condition the generator refuses: no empty folder, nor the parents made for it
+        if created is not None and io.discard_if_unused(out):
+            for parent in wanted.parents:
+                if parent != created and created not in parent.parents:
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
         raise
     print(f"wrote {len(paths)} models to {out}")
     return 0

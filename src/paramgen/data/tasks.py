@@ -160,14 +160,23 @@ def resolve_tasks(tasks: str | int | Iterable[BitsLike], num_classes: int = 10,
     """
     if isinstance(tasks, bool):
         raise ValueError(f"tasks={tasks!r}: expected 'all', a count or bit strings")
+    count = None
     if isinstance(tasks, int):
-        return task_subset(tasks, num_classes=num_classes, seed=seed)
+        count = tasks
     if isinstance(tasks, str):
         text = tasks.strip()
         if text.lower() == "all":
             return all_tasks(num_classes)
         if text.isdigit() and not _is_bit_string(text, num_classes):
-            return task_subset(int(text), num_classes=num_classes, seed=seed)
+            count = int(text)
+    if count is not None:
+        # A count of 0 is a valid subset size but selects nothing: refuse it here, before a
+        # caller creates the output folder for a grid that would stay empty.
+        if count == 0:
+            raise ValueError(f"tasks={tasks!r} selects no task; give a count of at least 1, "
+                             "'all' or bit strings")
+        return task_subset(count, num_classes=num_classes, seed=seed)
+    if isinstance(tasks, str):
         tasks = [t.strip() for t in text.split(",") if t.strip()]
     out: list[str] = []
     for t in tasks:

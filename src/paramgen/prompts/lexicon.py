@@ -264,7 +264,9 @@ def _tokenize(text: str, lex: _Lexicon) -> list[_Tok]:
 
 def _raise_unknown(text: str, unknown: list[str], lex: _Lexicon) -> None:
     distinct = list(dict.fromkeys(unknown))
-    quoted = ", ".join(f"'{w}'" for w in distinct)
+    # repr, not the raw word: a control character in a prompt (an escape sequence, a NUL) is
+    # shown, never sent to the user's terminal.
+    quoted = ", ".join(repr(w) for w in distinct)
     plural = "words" if len(distinct) > 1 else "word"
     lines = [f"could not understand the {plural} {quoted} in the prompt {text!r}"]
     vocabulary = sorted({k[0] for k, (kind, _) in lex.phrases.items()
@@ -276,7 +278,7 @@ def _raise_unknown(text: str, unknown: list[str], lex: _Lexicon) -> None:
             continue
         close = difflib.get_close_matches(word, vocabulary, n=3, cutoff=0.75)
         if close:
-            lines.append(f"  '{word}': did you mean {' or '.join(repr(c) for c in close)}?")
+            lines.append(f"  {word!r}: did you mean {' or '.join(repr(c) for c in close)}?")
     if lex.domain == "custom":
         lines.append("  the classes are: " + ", ".join(lex.names))
     raise PromptError("\n".join(lines), prompt=text, unknown_words=distinct,

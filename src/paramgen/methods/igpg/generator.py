@@ -75,7 +75,11 @@ def _as_state_dict(like: Any) -> dict[str, Tensor]:
         if path.suffix != ".safetensors":
             raise ValueError(f"like={str(like)!r}: give a .safetensors state dict, a state dict "
                              "or an nn.Module")
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors' own error types; name the file the user gave
+            raise ValueError(f"like={str(like)!r}: not a readable .safetensors file "
+                             f"({type(exc).__name__}: {exc})") from None
     raise ValueError("like= must be a state dict (str -> Tensor), an nn.Module or a "
                      f".safetensors path, got {type(like).__name__}")
 
@@ -352,6 +356,10 @@ class IGPG(Generator):
         of (model index, token ids [C, l])."""
         cfg = self.config
         sd = _as_state_dict(like)
+        if not any(v.is_floating_point() and v.numel() > 0 for v in sd.values()):
+            # Nothing to generate: say so here rather than fail reshaping zero chunks later.
+            raise ValueError(f"like= holds no floating-point values to generate (keys: "
+                             f"{sorted(sd)[:5]}); give the state dict of the model to sample")
         tokenizer, arch_text, dataset, _, entry = self._target(sd, dataset, architecture)
         l = cfg.tokens_per_chunk
         length = tokenizer.num_tokens * l
