@@ -163,24 +163,24 @@ class TrainReport:
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
     """The device a run asks for ("auto" or None: CUDA when available, else the CPU), with a
-    clear error when it is not there. paramgen's one device resolver: generators and classifier
-    training (collect, grids, adapters, fine-tuning) alike."""
+    clear error naming the ``--device`` value when it is not there. paramgen's one device
+    resolver: generators and classifier training (collect, grids, adapters, fine-tuning) alike."""
     if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device {name!r} is not a torch device (use auto, cpu, cuda or "
+        raise ValueError(f"--device {str(name)!r} is not a torch device (use auto, cpu, cuda or "
                          "cuda:N)") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this torch build sees no CUDA GPU "
+        raise ValueError(f"--device {str(name)!r} asked for, but this torch build sees no CUDA GPU "
                          "(torch.cuda.is_available() is False); use --device cpu or auto")
     if device.type == "cuda" and device.index is not None and \
             device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} "
+        raise ValueError(f"--device {str(name)!r}: this machine has {torch.cuda.device_count()} "
                          "CUDA device(s)")
     if device.type not in ("cpu", "cuda", "meta"):
-        raise ValueError(f"device {name!r}: paramgen runs on cpu or cuda")
+        raise ValueError(f"--device {str(name)!r}: paramgen runs on cpu or cuda")
     return device
 
 
