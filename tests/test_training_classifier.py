@@ -25,6 +25,11 @@ def _model(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
 
 
+def _stop_at_15(step: int, _model: nn.Module) -> None:
+    if step == 15:
+        raise KeyboardInterrupt
+
+
 PHASES = [Phase("pre", 12, 0.05, schedule="cosine", min_lr_ratio=0.1, warmup_steps=2),
           Phase("head", 8, 0.01, schedule="constant", trainable=["3.weight", "3.bias"])]
 
@@ -64,13 +69,9 @@ def test_resume_after_an_interrupt_is_bit_exact_and_pickle_free(tmp_path: Path):
     ref = _model()
     fit_classifier(ref, x, y, PHASES, batch_size=32, seed=3)
 
-    def stop(step: int, _model: nn.Module) -> None:
-        if step == 15:
-            raise KeyboardInterrupt
-
     work = tmp_path / "w"
     with pytest.raises(KeyboardInterrupt):
-        fit_classifier(_model(), x, y, PHASES, batch_size=32, seed=3, on_step=stop,
+        fit_classifier(_model(), x, y, PHASES, batch_size=32, seed=3, on_step=_stop_at_15,
                        workdir=work, identity={"what": "test"}, save_steps=[14])
     assert train_state.load(work)["step"] == 14             # the last asked-for save
     assert not list(work.rglob("*.pt"))
@@ -96,3 +97,22 @@ def test_bad_input_is_named():
         fit_classifier(_model(), x, y[:-1], PHASES)
     with pytest.raises(ValueError, match="loss became nan"):
         fit_classifier(_model(), x * float("nan"), y, PHASES)
+
+
+def test_a_torn_state_is_removed_with_a_warning_and_training_starts_over(tmp_path: Path):
+    x, y = _data()
+    ref = _model()
+    fit_classifier(ref, x, y, PHASES, batch_size=32, seed=3)
+    work = tmp_path / "w"
+    with pytest.raises(KeyboardInterrupt):
+        fit_classifier(_model(), x, y, PHASES, batch_size=32, seed=3, workdir=work,
+                       on_step=_stop_at_15, save_steps=[14])
+    for f in work.iterdir():  # what a kill in the middle of a save may leave: cut files
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    steps = []
+    with pytest.warns(UserWarning, match="starts over from step 0"):
+        fit_classifier(model := _model(), x, y, PHASES, batch_size=32, seed=3, workdir=work,
+                       on_step=lambda s, m: steps.append(s))
+    assert steps[0] == 1 and len(steps) == 20
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(),
+                                                 model.state_dict().values()))

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from paramgen import notices, train_state
 from paramgen.training import SCHEDULES, Engine, Runtime, Stage, StepContext, TrainReport, \
     mix_seed, resolve_device
 
@@ -183,21 +184,23 @@ class _Classifier:
 def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, phases: Sequence[Phase], *,
                    batch_size: int | None = None, seed: int = 0,
                    class_weight: Tensor | None = None, min_batch: int = 1,
-                   weight_decay: float = 0.0,
-                   device: str | torch.device | None = None,
+                   weight_decay: float = 0.0, device: str | torch.device | None = None,
                    on_step: Callable[[int, nn.Module], None] | None = None,
                    workdir: Any = None, identity: dict | None = None,
-                   save_steps: Iterable[int] = (), save_every_seconds: float = 60.0, progress: bool = False,
-                   desc: str = "train") -> TrainReport:
+                   save_steps: Iterable[int] = (), save_every_seconds: float = 60.0,
+                   progress: bool = False, desc: str = "train") -> TrainReport:
     """Train ``model`` on (x, y) through ``phases`` with the Engine; returns its report.
 
     ``batch_size``: None (or >= len(x)) for full-batch steps, else epoch-permuted mini-batches
     (a last partial batch below ``min_batch`` examples is skipped). ``class_weight``: weights of
-    the cross-entropy; ``weight_decay``: AdamW's. ``device``: where to train (default: where ``x`` is); ``x`` and ``y``
-    move there. ``on_step(step, model)`` runs after every step (``step`` counts from 1, over all
-    phases). With ``workdir``, the training state is saved there (at each phase's end, after each
-    step in ``save_steps``, and every ``save_every_seconds``) and a later call with the same ``identity`` resumes from it; the
-    caller removes it when the run's results are safe. The model ends in eval mode on ``device``.
+    the cross-entropy; ``weight_decay``: AdamW's. ``device``: where to train (default: where
+    ``x`` is); ``x`` and ``y`` move there. ``on_step(step, model)`` runs after every step
+    (``step`` counts from 1, over all phases). With ``workdir``, the training state is saved
+    there (at each phase's end, after each step in ``save_steps``, and every
+    ``save_every_seconds``) and a later call with the same ``identity`` resumes from it; a state
+    that cannot be read (a save torn by a kill) is removed with a warning and training starts
+    over. The caller removes the state when the run's results are safe. The model ends in eval
+    mode on ``device``.
     """
     phases = [p for p in phases if int(p.steps) > 0]
     if not phases:
@@ -209,6 +212,15 @@ def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, phases: Sequence[Phas
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"fit_classifier: {len(x)} inputs and {len(y)} labels; need as many "
                          "of each, at least one")
+    if workdir is not None and train_state.exists(workdir):
+        try:
+            train_state.load(workdir)
+        except ValueError as exc:
+            # A kill between the writes of one save can leave a state that cannot be read. A
+            # classifier's training replays bit for bit from its seed, so starting it over loses
+            # time, never results.
+            notices.warn(f"{exc}. Removed it: this training starts over from step 0")
+            train_state.remove(workdir)
     dev = resolve_device(x.device if device is None else device)
     x, y = x.to(dev), y.to(dev)
     weight = None if class_weight is None else class_weight.to(dev)
