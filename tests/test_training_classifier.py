@@ -64,15 +64,21 @@ def test_a_phase_trains_only_its_parameters():
     assert not torch.equal(seen[1]["0.weight"], first["0.weight"])  # learnt in phase "pre"
 
 
-def test_resume_after_an_interrupt_is_bit_exact_and_pickle_free(tmp_path: Path):
+def _reference_and_interrupted(work: Path):
+    """The data, an uninterrupted model, and a run into ``work`` stopped after step 15 (saves
+    at phase ends and after step 14)."""
     x, y = _data()
     ref = _model()
     fit_classifier(ref, x, y, PHASES, batch_size=32, seed=3)
-
-    work = tmp_path / "w"
     with pytest.raises(KeyboardInterrupt):
         fit_classifier(_model(), x, y, PHASES, batch_size=32, seed=3, on_step=_stop_at_15,
                        workdir=work, identity={"what": "test"}, save_steps=[14])
+    return x, y, ref
+
+
+def test_resume_after_an_interrupt_is_bit_exact_and_pickle_free(tmp_path: Path):
+    work = tmp_path / "w"
+    x, y, ref = _reference_and_interrupted(work)
     assert train_state.load(work)["step"] == 14             # the last asked-for save
     assert not list(work.rglob("*.pt"))
     steps = []
@@ -100,19 +106,14 @@ def test_bad_input_is_named():
 
 
 def test_a_torn_state_is_removed_with_a_warning_and_training_starts_over(tmp_path: Path):
-    x, y = _data()
-    ref = _model()
-    fit_classifier(ref, x, y, PHASES, batch_size=32, seed=3)
     work = tmp_path / "w"
-    with pytest.raises(KeyboardInterrupt):
-        fit_classifier(_model(), x, y, PHASES, batch_size=32, seed=3, workdir=work,
-                       on_step=_stop_at_15, save_steps=[14])
+    x, y, ref = _reference_and_interrupted(work)
     for f in work.iterdir():  # what a kill in the middle of a save may leave: cut files
         f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     steps = []
     with pytest.warns(UserWarning, match="starts over from step 0"):
         fit_classifier(model := _model(), x, y, PHASES, batch_size=32, seed=3, workdir=work,
-                       on_step=lambda s, m: steps.append(s))
+                       identity={"what": "test"}, on_step=lambda s, m: steps.append(s))
     assert steps[0] == 1 and len(steps) == 20
     assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(),
                                                  model.state_dict().values()))
