@@ -18,6 +18,8 @@ import paramgen.collect.runs as pc_runs
 from paramgen.data import resolve_tasks
 from paramgen.checkpoints import CheckpointSet
 from paramgen.cli import main
+from paramgen.training import Stage
+from paramgen import train_state
 
 # Tiny but real: an MLP on digits, 2 epochs, 4 checkpoints over 8 continuation steps.
 TINY = dict(arch="mlp", data="digits", n=4, epochs=2, extra_steps=8, progress=False,
@@ -66,31 +68,35 @@ def test_collect_resume_after_interrupt_in_continuation(tmp_path: Path) -> None:
         pc.collect(out=tmp_path / "run", callback=stop, **TINY)
     part = CheckpointSet.load(tmp_path / "run")
     assert len(part) == 2
-    assert (tmp_path / "run" / ".resume" / "run_0.pt").exists()
+    # The run's training state: the Engine's safetensors + JSON, no pickle, no .pt file.
+    workdir = pc_runs.resume_dir(tmp_path / "run", 0)
+    assert train_state.exists(workdir)
+    assert not list((tmp_path / "run").rglob("*.pt"))
     seen = []
     done = pc.collect(out=tmp_path / "run", callback=seen.append, **TINY)
     assert [e["index"] for e in seen] == [2, 3]  # finished checkpoints are not redone
     assert same(done, ref)  # and the resumed run is the uninterrupted one, bit for bit
+    assert not (tmp_path / "run" / ".resume").exists()
 
 
 def test_collect_resume_after_interrupt_in_pretraining(tmp_path: Path, monkeypatch) -> None:
     ref = pc.collect(out=tmp_path / "ref", **TINY)
     calls = {"n": 0}
-    real = pc_runs.cosine_lr
+    real = Stage.lr_at
 
-    def flaky(step, total, lr, floor=0.01):
+    def flaky(self, step):
         calls["n"] += 1
         if calls["n"] == 60:  # mid-way through the 2 * 45 pretraining steps
             raise KeyboardInterrupt
-        return real(step, total, lr, floor)
+        return real(self, step)
 
-    monkeypatch.setattr(pc_runs, "_RESUME_EVERY_S", 0.0)  # save resume state after every step
-    monkeypatch.setattr(pc_runs, "cosine_lr", flaky)
+    monkeypatch.setattr(pc_runs, "_RESUME_EVERY_S", 1e-9)  # save the state after every step
+    monkeypatch.setattr(Stage, "lr_at", flaky)
     with pytest.raises(KeyboardInterrupt):
         pc.collect(out=tmp_path / "run", **TINY)
-    state = torch.load(tmp_path / "run" / ".resume" / "run_0.pt", weights_only=True)
-    assert state["step"] == 59
-    monkeypatch.setattr(pc_runs, "cosine_lr", real)
+    state = train_state.load(pc_runs.resume_dir(tmp_path / "run", 0))
+    assert state["step"] == 59 and state["identity"]["run"] == 0
+    monkeypatch.setattr(Stage, "lr_at", real)
     assert same(pc.collect(out=tmp_path / "run", **TINY), ref)
 
 

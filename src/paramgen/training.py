@@ -148,7 +148,9 @@ class Trainable(Protocol):
     def training_loss(self, ctx: StepContext) -> Tensor: ...
 
     # Optional: ``training_modules() -> dict[str, nn.Module]`` (what a save holds; default: the
-    # stages' modules), ``on_stage_start(stage)`` and ``on_stage_end(stage)``.
+    # stages' modules), ``on_stage_start(stage)``, ``on_stage_end(stage)`` and
+    # ``save_due(step) -> bool`` (also save after this step, counted from 1: e.g. a collection
+    # run's checkpoints).
 
 
 @dataclass
@@ -165,21 +167,33 @@ class TrainReport:
         return f"trained on {where} ({self.device}), {self.steps} steps in {self.seconds:.0f} s"
 
 
-def resolve_device(name: str) -> torch.device:
-    """The device a run asks for, with a clear error when it is not there."""
-    if name == "auto":
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """The device a run asks for ("auto" or None: CUDA when available, else the CPU), with a
+    clear error naming the ``--device`` value when it is not there. paramgen's one device
+    resolver: generators and classifier training (collect, grids, adapters, fine-tuning) alike."""
+    if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {name!r} is not a torch device (use auto, cpu, cuda or "
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"--device {str(name)!r} is not a torch device (use auto, cpu, cuda or "
                          "cuda:N)") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this torch build sees no CUDA GPU "
+        raise ValueError(f"--device {str(name)!r} asked for, but this torch build sees no CUDA GPU "
                          "(torch.cuda.is_available() is False); use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and \
+            device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {str(name)!r}: this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
     if device.type not in ("cpu", "cuda", "meta"):
-        raise ValueError(f"device {name!r}: paramgen runs on cpu or cuda")
+        raise ValueError(f"--device {str(name)!r}: paramgen runs on cpu or cuda")
     return device
+
+
+def mix_seed(*values: int) -> int:
+    """A 63-bit seed from several integers: the Engine's way to give each step (or epoch) its
+    own random stream, so that nothing random needs saving for a bit-exact resume."""
+    return _mix(*values)
 
 
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
@@ -194,7 +208,16 @@ def _accelerator(device: torch.device):
     """accelerate's view of the processes (one, or many under ``accelerate launch``)."""
     from accelerate import Accelerator
 
-    return Accelerator(cpu=device.type == "cpu", mixed_precision="no")
+    try:
+        return Accelerator(cpu=device.type == "cpu", mixed_precision="no")
+    except ValueError as exc:
+        # accelerate sets its process state up once per process and then refuses cpu=True when
+        # it was made for a GPU. A single process trains on the device it asked for whatever that
+        # state says (Engine.device), so a CPU run after a GPU run in one process takes it as is.
+        # Any other refusal (e.g. a half-launched multi-process run) stands.
+        if device.type != "cpu" or "already been initialized" not in str(exc):
+            raise
+        return Accelerator(mixed_precision="no")
 
 
 class Engine:
@@ -279,7 +302,8 @@ class Engine:
                 if callback is not None:
                     callback(done, ema)
                 due = (done % self.runtime.save_every == 0 or stage_end or
-                       time.time() - last_save >= self.runtime.save_every_seconds)
+                       time.time() - last_save >= self.runtime.save_every_seconds or
+                       _save_due(method, done))
                 if workdir is not None and due:
                     self._save(workdir, identity, done, modules, optimizers, history)
                     last_save = time.time()
@@ -366,10 +390,12 @@ class Engine:
         saved = train_state.load(workdir)
         where = train_state.paths(workdir)[0]
         before = saved.get("identity") or {}
-        differs = [k for k in sorted(set(before) | set(identity)) if before.get(k) != identity.get(k)]
+        differs = [k for k in sorted(set(before) | set(identity))
+                   if before.get(k) != identity.get(k)]
         if differs:
-            described = "; ".join(f"{k}: saved {_short(before.get(k))}, now {_short(identity.get(k))}"
-                                  for k in differs)
+            described = "; ".join(
+                f"{k}: saved {_short(before.get(k))}, now {_short(identity.get(k))}"
+                for k in differs)
             raise ValueError(f"{where} holds a training run with other data or another config "
                              f"({described}). Run with the same settings to resume it, or "
                              "start over (`paramgen train --restart`, or a new workdir)")
@@ -380,6 +406,12 @@ class Engine:
         for o, state in zip(optimizers, saved["optimizers"]):
             o.load_state_dict(state)
         return int(saved["step"]), list(saved.get("history", []))
+
+
+def _save_due(method: Trainable, step: int) -> bool:
+    """Whether ``method`` asks for a save after ``step`` (its optional ``save_due`` hook)."""
+    hook = getattr(method, "save_due", None)
+    return bool(hook is not None and hook(step))
 
 
 def _short(value: Any) -> str:

@@ -9,16 +9,15 @@ the starting point of every task's head (or the one head every task shares, ``he
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from paramgen import io
 from paramgen.checkpoints import read_safetensors
+from paramgen.training_classifier import Phase, fit_classifier
 
 __all__ = ["DEFAULT_ARCH", "PRETRAIN_DEFAULTS", "build", "head_name", "load_base",
            "pretrain_base", "save_base"]
@@ -58,8 +57,9 @@ def head_name(model: nn.Module, num_classes: int = 2) -> str:
 def pretrain_base(config: dict[str, Any], data: str, seed: int = 0, steps: int | None = None,
                   batch_size: int | None = None, lr: float | None = None,
                   data_root: str | None = None) -> tuple[nn.Module, dict[str, float]]:
-    """Train the base on all classes of ``data`` (Adam, cosine decay, mini-batches), then give it
-    a seeded 2-way head. Returns the 2-way model and the all-class test accuracy it reached."""
+    """Train the base on all classes of ``data`` (paramgen's classifier training: cosine decay,
+    mini-batches in epoch order), then give it a seeded 2-way head. Returns the 2-way model and
+    the all-class test accuracy it reached."""
     from paramgen import data as pdata
     from paramgen.metrics import evaluate_model
 
@@ -68,16 +68,9 @@ def pretrain_base(config: dict[str, Any], data: str, seed: int = 0, steps: int |
     lr = PRETRAIN_DEFAULTS["lr"] if lr is None else float(lr)
     x_tr, y_tr, x_te, y_te = pdata.load(data, root=data_root)
     model = build(config, num_classes=pdata.num_classes(data), seed=seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        idx = torch.randint(0, len(x_tr), (batch_size,), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx]).backward()
-        opt.step()
+    fit_classifier(model, x_tr, y_tr,
+                   [Phase("pretrain", steps, lr, schedule="cosine", min_lr_ratio=0.0)],
+                   batch_size=batch_size, seed=seed, desc="adapter base")
     score = evaluate_model(model, x_te, y_te, "accuracy")
     two_way = build(config, num_classes=2, seed=seed + 1)
     own = two_way.state_dict()

@@ -80,7 +80,7 @@ def collect_adapters(data: str, out: str | os.PathLike, tasks: str | int | Itera
     from paramgen.adapters.recipe import json_config
     from paramgen.adapters.training import TRAIN_DEFAULTS, adapter_state, attach, train_adapter
     from paramgen.checkpoints import CheckpointSet, CheckpointWriter
-    from paramgen.collect.loop import progress_bar
+    from paramgen.training_classifier import progress_bar
     from paramgen.metrics import evaluate_model
 
     if isinstance(recipe, str):

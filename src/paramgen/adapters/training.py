@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from paramgen.adapters.recipe import LoraRecipe
+from paramgen.training_classifier import Phase, fit_classifier, warmup_for
 
 __all__ = ["TRAIN_DEFAULTS", "adapter_state", "attach", "train_adapter"]
 
@@ -70,10 +71,10 @@ def adapter_state(peft_model) -> dict[str, Tensor]:
 def train_adapter(peft_model, x: Tensor, y: Tensor, steps: int | None = None,
                   lr: float | None = None, batch_size: int | None = None, seed: int = 0,
                   on_step: Callable[[int, nn.Module], None] | None = None):
-    """Train the adapter's parameters on binary labels ``y`` (class-balanced cross-entropy, Adam,
-    warm-up + cosine decay to a tenth, seeded mini-batches). ``on_step(step, model)`` runs after
-    every step (the benchmark times the training around it). Returns the model in eval mode."""
-    from paramgen.collect.loop import cosine_lr
+    """Train the adapter's parameters on binary labels ``y`` (class-balanced cross-entropy,
+    through paramgen's classifier training: warm-up + cosine decay to a tenth, seeded mini-batches
+    in epoch order). ``on_step(step, model)`` runs after every step (``step`` from 0; the
+    benchmark times the training around it). Returns the model in eval mode."""
     from paramgen.data import class_weights
 
     steps = TRAIN_DEFAULTS["steps"] if steps is None else int(steps)
@@ -82,22 +83,11 @@ def train_adapter(peft_model, x: Tensor, y: Tensor, steps: int | None = None,
     if steps < 1 or lr <= 0 or batch_size < 1:
         raise ValueError(f"bad adapter training settings: steps={steps}, lr={lr}, "
                          f"batch_size={batch_size}")
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(y))
-    gen = torch.Generator().manual_seed(seed)
-    peft_model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, steps, lr, floor=0.1)
-        if batch_size >= len(x):
-            xb, yb = x, y
-        else:
-            idx = torch.randint(0, len(x), (batch_size,), generator=gen)
-            xb, yb = x[idx], y[idx]
-        opt.zero_grad(set_to_none=True)
-        loss_fn(peft_model(xb), yb).backward()
-        opt.step()
-        if on_step is not None:
-            on_step(step, peft_model)
+    # Only the adapter learns: the parameters peft left trainable (the base's are frozen).
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    phase = Phase("adapter", steps, lr, schedule="cosine", min_lr_ratio=0.1,
+                  warmup_steps=warmup_for(steps), trainable=trainable)
+    hook = None if on_step is None else (lambda step, model: on_step(step - 1, model))
+    fit_classifier(peft_model, x, y, [phase], batch_size=batch_size, seed=seed,
+                   class_weight=class_weights(y), on_step=hook, desc="adapter")
     return peft_model.eval()

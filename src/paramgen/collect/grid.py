@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from paramgen.checkpoints import CheckpointSet, CheckpointWriter
-from paramgen.collect.loop import cosine_lr, cpu_state, progress_bar
+from paramgen.training_classifier import Phase, cpu_state, fit_classifier, progress_bar, \
+    warmup_for
 
 # Task grids: tiny models, full-batch Adam (one step sees all training data; no data loader
 # overhead), so one task takes a fraction of a second on one core.
@@ -45,6 +46,12 @@ def _grid_init(cfg: dict[str, Any]) -> None:
 _TaskResult = list[tuple[dict[str, torch.Tensor], dict[str, float], dict[str, Any]]]
 
 
+def _grid_phase(steps: int, lr: float) -> list[Phase]:
+    """A grid model's schedule: warm-up, then cosine decay to a tenth of lr."""
+    return [Phase("train", steps, lr, schedule="cosine", min_lr_ratio=0.1,
+                  warmup_steps=warmup_for(steps))]
+
+
 def _train_task(bits: str) -> _TaskResult:
     """Train one binary task; return its checkpoints as (state dict, metrics, provenance)."""
     from paramgen import zoo
@@ -63,55 +70,41 @@ def _train_task(bits: str) -> _TaskResult:
         own = model.state_dict()
         model.load_state_dict({k: (v if v.shape == own[k].shape else own[k])
                                for k, v in c["init_state"].items()})
-    opt = torch.optim.Adam(model.parameters(), lr=c["lr"])
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(y_tr))
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    steps, k, bs = c["steps"], c["per_task"], c["batch_size"]
-    n_tr = len(c["x_tr"])
+    steps, k = c["steps"], c["per_task"]
     # k checkpoints over the last ~10% of training, the last at the final step.
     gap = max(1, steps // (10 * k))
     save_at = [steps - gap * (k - 1 - j) for j in range(k)]
     out = []
-    model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, steps, c["lr"], floor=0.1)
-        if bs is None or bs >= n_tr:
-            xb, yb = c["x_tr"], y_tr
-        else:
-            idx = torch.randint(0, n_tr, (bs,), generator=gen)
-            xb, yb = c["x_tr"][idx], y_tr[idx]
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(xb), yb).backward()
-        opt.step()
-        if step + 1 in save_at:
-            j = save_at.index(step + 1)
+
+    def on_step(step: int, model: nn.Module) -> None:
+        if step in save_at:
             metrics = {"balanced_accuracy": evaluate_model(model, c["x_te"], y_te,
                                                            "balanced_accuracy"),
                        "accuracy": evaluate_model(model, c["x_te"], y_te, "accuracy")}
             out.append((cpu_state(model), metrics,
-                        {"task": bits, "seed": seed, "index": j, "step": step + 1}))
+                        {"task": bits, "seed": seed, "index": save_at.index(step),
+                         "step": step}))
+
+    # A task takes well under a second: it resumes by being redone (the folder skips the tasks
+    # it holds), so it keeps no training state of its own.
+    fit_classifier(model, c["x_tr"], y_tr, _grid_phase(steps, c["lr"]),
+                   batch_size=c["batch_size"], seed=seed, class_weight=class_weights(y_tr),
+                   on_step=on_step, desc=f"task {bits}")
     return out
 
 
 def _pretrain_all_classes(arch: str, in_shape: tuple, n_cls: int, kw: dict, data: str,
                           data_root: str | None, allow_pickle: bool | None, steps: int, lr: float,
                           seed: int) -> dict[str, torch.Tensor]:
-    """The shared starting point of a warm-started grid: `arch` trained on all classes."""
+    """The shared starting point of a warm-started grid: `arch` trained on all classes
+    (full batch, the grid's schedule)."""
     from paramgen import data as pdata
     from paramgen import zoo
 
     x_tr, y_tr, _, _ = pdata.load(data, root=data_root, allow_pickle=allow_pickle)
     model = zoo.create(arch, in_shape, n_cls, seed=seed, **kw)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, steps, lr, floor=0.1)
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x_tr), y_tr).backward()
-        opt.step()
+    fit_classifier(model, x_tr, y_tr, _grid_phase(steps, lr), seed=seed,
+                   desc=f"{arch}/{data} all classes")
     return cpu_state(model)
 
 

@@ -3,7 +3,8 @@
 RPG §3.1 / appendix, p-diff §3. The continuation updates every parameter (`trainable="all"`,
 RPG) or only a subset with the rest frozen (e.g. the last two normalization layers, p-diff).
 Several runs with distinct seeds give distinct "basins". A run in progress resumes from its last
-saved training state (see `paramgen.collect.resume`).
+saved training state (safetensors + JSON in `OUT/.resume/run_R/`, see `paramgen.train_state`):
+every run trains through `paramgen.training_classifier`, on the Engine.
 """
 
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,10 +19,11 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from paramgen import train_state
 from paramgen.checkpoints import CheckpointSet, CheckpointWriter
-from paramgen.collect import resume as resume_state
-from paramgen.collect.loop import cosine_lr, cpu_state, progress_bar, resolve_device
 from paramgen.collect.trainable import frozen_norms, resolve_trainable, varying_keys
+from paramgen.training import resolve_device
+from paramgen.training_classifier import Phase, cpu_state, fit_classifier, warmup_for
 
 # Per-dataset defaults for `collect`. `paramgen collect --arch cnn-s --data digits -n 50` must
 # give every checkpoint >= 90% test accuracy within 3 minutes on 2 shared CPU cores: these reach
@@ -45,9 +46,15 @@ FINETUNE_LR_FACTOR = 0.3
 # on two when the machine is shared).
 _SINGLE_THREAD_BELOW = 1_000_000
 
-# Resume state is saved at most this often (seconds) while pretraining, and after every
-# checkpoint: frequent enough that a kill loses little, rare enough to cost nothing.
+# The training state is saved at the end of pretraining, after every checkpoint and at least this
+# often (seconds) in between: frequent enough that a kill loses little, rare enough to cost
+# nothing. A resumed run replays the steps since the last save bit for bit, and a checkpoint
+# written after that save (a kill between the two) is found in the folder, not written again.
 _RESUME_EVERY_S = 5.0
+# Pretraining's cosine decays to this fraction of lr.
+_PRETRAIN_FLOOR = 0.01
+# A run in progress keeps its training state (paramgen.train_state) in OUT/.resume/run_R/.
+RESUME_DIR = ".resume"
 
 def _load_data(data: str, root: str | None, task: str | None, allow_pickle: bool | None):
     from paramgen import data as pdata
@@ -109,12 +116,13 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
     `trainable` parameters, saving a checkpoint every `extra_steps / n` steps with its test metric.
     `extra_steps` defaults to max(n, one epoch) so the continuation is at least one epoch, as in
     RPG; `spread` sets it in epochs instead (e.g. 5: checkpoints spread over five epochs of
-    continued training, which differ far more than those of one epoch). `task` (bit string) trains the binary relabelling instead (balanced accuracy, balanced
-    class weights, condition = the bits). `callback(event)` is called after each checkpoint.
+    continued training, which differ far more than those of one epoch). `task` (bit string)
+    trains the binary relabelling instead (balanced accuracy, balanced class weights, condition =
+    the bits). `callback(event)` is called after each checkpoint this call writes.
 
     Re-running with the same arguments resumes: finished runs and checkpoints are kept, a run in
-    progress restarts from `out/.resume/run_R.pt`. Returns the folder as a CheckpointSet (all of
-    it: runs collected earlier into the same folder are included).
+    progress restarts from its training state in `out/.resume/run_R/`. Returns the folder as a
+    CheckpointSet (all of it: runs collected earlier into the same folder are included).
     """
     from paramgen import zoo
     from paramgen.data import canonical_name
@@ -189,98 +197,58 @@ def _collect_run(plan: _Plan, r: int, writer: CheckpointWriter, tensors: tuple,
     if plan.bits is not None:
         from paramgen.data import class_weights
 
-        weight = class_weights(y_tr.cpu()).to(plan.device)
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
+        weight = class_weights(y_tr.cpu())
     cond = [float(c) for c in plan.bits] if plan.bits is not None else None
 
     done = {p.get("index") for p, rr in zip(writer.provenances, writer.runs) if rr == r}
-    resume_path = resume_state.path_for(plan.out, r)
+    workdir = resume_dir(plan.out, r)
     if len(done) >= plan.n:
-        resume_state.clear(resume_path)
+        clear_resume(workdir)
         return
     run_seed = plan.seed + r
     model = zoo.create(plan.arch, plan.in_shape, plan.num_classes, seed=run_seed,
-                       **plan.model_kwargs).to(plan.device)
-    opt = torch.optim.Adam(model.parameters(), lr=plan.lr)
-    gen = torch.Generator().manual_seed(run_seed)
-    step, perm, pos = 0, torch.randperm(len(x_tr), generator=gen), 0
-    st = resume_state.load(resume_path, writer.info)
-    if st is not None:
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        gen.set_state(st["gen"])
-        torch.set_rng_state(st["rng"])
-        step, perm, pos = int(st["step"]), st["perm"], int(st["pos"])
-    else:
-        torch.manual_seed(run_seed)  # dropout etc. draw from the global generator
+                       **plan.model_kwargs)
+    frozen = frozen_norms(model, plan.chosen)
+    phases = [Phase("pretrain", plan.pre_steps, plan.lr, schedule="cosine",
+                    min_lr_ratio=_PRETRAIN_FLOOR, warmup_steps=warmup_for(plan.pre_steps)),
+              Phase("continuation", plan.total - plan.pre_steps, plan.finetune_lr,
+                    schedule="constant", trainable=plan.chosen, frozen=frozen)]
 
-    def save_resume() -> None:
-        resume_state.save(resume_path, writer.info, model, opt, gen, step, perm, pos)
+    def on_step(step: int, model: nn.Module) -> None:
+        c = step - plan.pre_steps
+        if c <= 0 or c not in plan.save_at or plan.save_at.index(c) in done:
+            return  # a replayed step after a resume: its checkpoint is in the folder already
+        j = plan.save_at.index(c)
+        score = evaluate_model(model, x_te, y_te, plan.metric)
+        metrics = {plan.metric: score}
+        if plan.metric != "accuracy":
+            metrics["accuracy"] = evaluate_model(model, x_te, y_te, "accuracy")
+        prov = {"run": r, "seed": run_seed, "index": j, "epoch": step / plan.steps_per_epoch,
+                "step": step, "continuation_step": c, "trainable": plan.trainable}
+        if plan.bits is not None:
+            prov["task"] = plan.bits
+        writer.add(cpu_state(model), run=r, condition=cond, metrics=metrics, provenance=prov)
+        done.add(j)
+        if callback is not None:
+            callback({"run": r, "index": j, "step": step, "metric": score})
 
-    frozen: list[nn.Module] = []
-    continuing = False
-    last_save = time.monotonic()
-    bar = progress_bar(plan.total, f"{plan.arch}/{plan.data} run {r + 1}/{plan.runs}", progress,
-                    initial=step)
-    try:
-        while step < plan.total:
-            if step >= plan.pre_steps and not continuing:
-                # Entering (or resuming inside) the continuation: freeze what must not move.
-                continuing = True
-                if plan.chosen is not None:
-                    keep = set(plan.chosen)
-                    for name, p in model.named_parameters():
-                        p.requires_grad_(name in keep)
-                    frozen = frozen_norms(model, plan.chosen)
-            model.train()
-            for mod in frozen:
-                mod.eval()
-            cur_lr = (cosine_lr(step, plan.pre_steps, plan.lr) if step < plan.pre_steps
-                      else plan.finetune_lr)
-            for group in opt.param_groups:
-                group["lr"] = cur_lr
-            if pos >= len(perm):
-                perm, pos = torch.randperm(len(x_tr), generator=gen), 0
-            idx = perm[pos:pos + plan.batch_size].to(plan.device)
-            pos += plan.batch_size
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x_tr[idx]), y_tr[idx])
-            if not torch.isfinite(loss):
-                raise ValueError(f"{plan.arch}/{plan.data} run {r}: loss became {loss.item()} "
-                                 f"at step {step}; lower the learning rate (now {plan.lr})")
-            loss.backward()
-            opt.step()
-            step += 1
-            bar.update(1)
-            c = step - plan.pre_steps
-            if c > 0 and c in plan.save_at:
-                j = plan.save_at.index(c)
-                score = None
-                if j not in done:
-                    score = evaluate_model(model, x_te, y_te, plan.metric)
-                    metrics = {plan.metric: score}
-                    if plan.metric != "accuracy":
-                        metrics["accuracy"] = evaluate_model(model, x_te, y_te, "accuracy")
-                    prov = {"run": r, "seed": run_seed, "index": j,
-                            "epoch": step / plan.steps_per_epoch, "step": step,
-                            "continuation_step": c, "trainable": plan.trainable}
-                    if plan.bits is not None:
-                        prov["task"] = plan.bits
-                    writer.add(cpu_state(model), run=r, condition=cond, metrics=metrics,
-                               provenance=prov)
-                    done.add(j)
-                    bar.set_postfix({plan.metric[:3]: f"{score:.3f}"})
-                # The writer holds the checkpoint before the resume state moves past it, so a
-                # crash between the two only repeats a step whose checkpoint is then skipped.
-                save_resume()
-                last_save = time.monotonic()
-                if callback is not None:
-                    callback({"run": r, "index": j, "step": step, "metric": score})
-            elif time.monotonic() - last_save > _RESUME_EVERY_S:
-                save_resume()
-                last_save = time.monotonic()
-    finally:
-        bar.close()
-    resume_state.clear(resume_path)
+    fit_classifier(model, x_tr, y_tr, phases, batch_size=plan.batch_size, seed=run_seed,
+                   class_weight=weight, device=plan.device, on_step=on_step, workdir=workdir,
+                   identity={**writer.info, "run": r},
+                   save_steps=[plan.pre_steps + c for c in plan.save_at],
+                   save_every_seconds=_RESUME_EVERY_S,
+                   progress=progress, desc=f"{plan.arch}/{plan.data} run {r + 1}/{plan.runs}")
+    clear_resume(workdir)
 
 
+def resume_dir(out: Path, run: int) -> Path:
+    """Where run `run` of the collection in `out` keeps its training state while it trains."""
+    return out / RESUME_DIR / f"run_{run}"
+
+
+def clear_resume(workdir: Path) -> None:
+    """Remove a finished run's training state, and the resume folders once they are empty."""
+    train_state.remove(workdir)
+    for folder in (workdir, workdir.parent):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()

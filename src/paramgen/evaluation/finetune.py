@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from paramgen.evaluation.core import ModelSpec, StateDict, load_into, load_splits, predict_one, \
     score
 from paramgen.evaluation.tables import Table, pct
+from paramgen.training_classifier import Phase, fit_classifier, steps_per_epoch
 
 
 @dataclass
@@ -55,8 +56,9 @@ def finetune_curves(init_state_dicts: Mapping[str, StateDict | None],
     `seed`, the same for every None row). The network comes from `model_fn()` when given, else
     from `info` (the collection's arch / in_shape / num_classes). `data` is a dataset name or an
     (x_train, y_train, x_test, y_test) tuple; by default the dataset in `info`, relabelled to the
-    binary `task` when given. Every row sees the same mini-batch order (one seeded generator per
-    row), so the rows differ only by their initialisation. AdamW; cross-entropy, class-balanced
+    binary `task` when given. Every row sees the same mini-batch order (epoch permutations seeded
+    by `seed`), so the rows differ only by their initialisation. Trained through paramgen's
+    classifier training (the Engine): AdamW at the constant `lr`; cross-entropy, class-balanced
     when the metric is balanced accuracy so the loss optimises what is being measured.
     """
     if epochs < 0:
@@ -97,25 +99,29 @@ def finetune_curves(init_state_dicts: Mapping[str, StateDict | None],
         return zoo.create(spec.arch, in_shape=spec.in_shape, num_classes=spec.num_classes,
                           seed=init_seed, **spec.model_kwargs)
 
+    per_epoch = steps_per_epoch(len(x_train), batch_size, min_batch=2)
+
+    def test_score(model: nn.Module) -> float:
+        return float(score(predict_one(model, x_test), y_test, metric))
+
     curves: dict[str, list[float]] = {}
     for name, sd in init_state_dicts.items():
         model = fresh(seed)
         if sd is not None:
             load_into(model, sd, f"init {name!r}")
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        loss_fn = nn.CrossEntropyLoss(weight=weight)
-        order = torch.Generator().manual_seed(seed)
-        vals = [float(score(predict_one(model, x_test), y_test, metric))]
-        for _ in range(epochs):
-            model.train()
-            perm = torch.randperm(len(x_train), generator=order)
-            for i in range(0, len(perm), batch_size):
-                idx = perm[i:i + batch_size]
-                if len(idx) < 2:
-                    continue  # a one-example batch breaks BatchNorm's batch statistics
-                opt.zero_grad(set_to_none=True)
-                loss_fn(model(x_train[idx]), y_train[idx]).backward()
-                opt.step()
-            vals.append(float(score(predict_one(model, x_test), y_test, metric)))
+        vals = [test_score(model)]
+
+        def after(step: int, model: nn.Module, vals: list[float] = vals) -> None:
+            if step % per_epoch == 0:
+                vals.append(test_score(model))
+
+        if epochs:
+            # Every row trains with the same seed, so it sees the same mini-batches in the same
+            # order; a last batch of one example is skipped (BatchNorm cannot normalise it).
+            fit_classifier(model, x_train, y_train,
+                           [Phase("finetune", epochs * per_epoch, lr, schedule="constant")],
+                           batch_size=batch_size, seed=seed, class_weight=weight, min_batch=2,
+                           weight_decay=weight_decay,
+                           on_step=after, desc=f"finetune {name}")
         curves[name] = vals
     return FinetuneTable(list(range(epochs + 1)), curves, metric)
