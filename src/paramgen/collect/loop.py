@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
 
 import torch
 from torch import nn
+
+from paramgen import notices
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -43,9 +44,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):
-    from tqdm.auto import tqdm  # imported late: keeps `import paramgen.collect` light
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, file=sys.stderr,
-                leave=False, dynamic_ncols=True)
+    return notices.progress_bar(total, desc, enabled, initial=initial, leave=False)
 
 
