@@ -42,6 +42,8 @@ _RULES: list[tuple[str, str]] = [
     (r"\bseed: saved (\S+), now (\S+?)([;)])", r"--seed: saved \1, now \2\3"),
     (r"\bdata: saved \S+, now \S+?([;)])", r"the checkpoints (--ckpts) differ\1"),
     (r"\bsettings: saved \S+, now \S+?([;)])", r"the settings (--preset, --set) differ\1"),
+    (r"\(`paramgen train --restart`, or a new workdir\)",
+     "(`paramgen train --restart`, or a new --workdir)"),
 ]
 _COMPILED = [(re.compile(p), r) for p, r in _RULES]
 
