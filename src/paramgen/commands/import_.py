@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from paramgen.commands.user_model import PICKLE_NOTE
 
 HELP = "turn a plain folder of .pt/.safetensors state dicts into a checkpoint collection"
 
-_EPILOG = f"""\
-DIR holds state dict files (.safetensors, .pt, .pth; sorted by name), or one subfolder per
-training run holding them (runs/seed0/*.pt, runs/seed1/*.safetensors). Files such as
-{{"state_dict": sd, "epoch": 3}} are unwrapped. {PICKLE_NOTE}.
+_EPILOG = textwrap.fill(
+    "DIR holds state dict files (.safetensors, .pt, .pth; sorted by name), or one subfolder per "
+    "training run holding them (runs/seed0/*.pt, runs/seed1/*.safetensors). Files such as "
+    f'{{"state_dict": sd, "epoch": 3}} are unwrapped. {PICKLE_NOTE}.', 78) + """
 
 `paramgen train --ckpts DIR` imports such a folder by itself; import it once with this command
 to check it and to keep the collection (manifest.json + one .safetensors per checkpoint).

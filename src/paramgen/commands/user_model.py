@@ -20,9 +20,13 @@ from torch import nn
 MODEL_HELP = ("your own architecture, as FILE.py:CLASS (a torch.nn.Module subclass whose "
               "state_dict has the checkpoints' keys and shapes). Note: FILE.py is imported, so "
               "its code runs, as `python FILE.py` would run it; give only files you trust")
-PICKLE_NOTE = (".pt/.pth files are read with torch.load(weights_only=True), whose restricted "
-               "unpickler rebuilds only tensors and plain containers and refuses other objects, "
-               "so reading them cannot run code; convert to .safetensors if you prefer")
+# Why the command line reads .pt by default while the library asks for allow_pickle=True: the
+# command reads with torch.load(weights_only=True), torch's mode for files from elsewhere, and a
+# user pointing `train --ckpts` at a folder of their own .pt files has already said they want it.
+PICKLE_NOTE = (".pt/.pth files are read with torch.load(weights_only=True), torch's mode for "
+               "loading files from elsewhere: its restricted unpickler rebuilds only tensors and "
+               "plain containers and refuses any other object, so it does not run the file's "
+               "code; convert to .safetensors to avoid pickles altogether")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, what: str,
