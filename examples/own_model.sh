@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Your own model through paramgen's command line: train a generator on a plain folder of
 # checkpoints, sample new models, evaluate them. Run from the repository root:
-#   bash examples/own_model.sh [WORKDIR]        (about a minute on a laptop CPU)
+#   bash examples/own_model.sh [WORKDIR]        (a minute or two on a laptop CPU)
 set -euo pipefail
 W=${1:-runs/own-model}
 MODEL=examples/own_model.py:TinyNet   # paramgen imports this file to build TinyNet
