@@ -358,7 +358,7 @@ def test_align_of_one_checkpoint_is_a_copy(world, capsys, tmp_path) -> None:
 
 @pytest.mark.parametrize("name,why", [
     ("noarch", "align: not tested (the collection names no zoo architecture; give --model"),
-    ("otherwidth", "align: skipped (align: the model's state dict does not match the checkpoints")])
+    ("otherwidth", "align: skipped (the model's state dict does not match the checkpoints")])
 def test_train_align_auto_skips_what_it_cannot_trace_and_says_why(name, why, world, capsys,
                                                                     tmp_path) -> None:
     sets = [f"{k}={json.dumps(v)}" for k, v in RPG_TINY.items() if k != "steps"]

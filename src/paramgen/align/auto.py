@@ -50,7 +50,8 @@ def prepare_for_training(ckpts: CheckpointSet, mode: str = "auto",
         spec = structure_for(ckpts, model, example_input)
     except (UnsupportedLayerError, ValueError, TypeError, KeyError) as exc:
         # --align auto must never stop training: say why the collection is used as it is.
-        return ckpts, f"align: skipped ({exc})"
+        reason = str(exc).removeprefix("align: ")  # the line already says align
+        return ckpts, f"align: skipped ({reason})"
     if not spec.groups:
         return ckpts, "align: skipped (the architecture has no permutable hidden units)"
     test = basin_test(ckpts, spec)
