@@ -166,3 +166,16 @@ def test_train_on_a_custom_collection_without_model_says_it_in_option_words(runs
                  "--condition", "0101"]) == 2
     err = capsys.readouterr().err
     assert "without --condition" in err and "condition=None" not in err
+
+
+def test_import_refuses_what_it_cannot_import(runs, tmp_path, capsys):
+    ckpts = runs / "ckpts"
+    assert main(["import", str(ckpts), "--out", str(ckpts / "inside")]) == 2
+    assert "is inside DIR" in capsys.readouterr().err
+    assert main(["import", str(ckpts), "--out", str(tmp_path / "c"), "--in-shape", "16"]) == 0
+    assert CheckpointSet.load(tmp_path / "c").info["in_shape"] == [16]
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "c"), "--out", str(tmp_path / "d")]) == 2
+    assert "already a checkpoint collection" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "nothing"), "--out", str(tmp_path / "e")]) == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from paramgen.commands.user_model import add_model_arguments
+from paramgen.commands.user_model import (add_model_arguments, check_fits, example_input,
+                                          load_model, open_collection)
 
 HELP = "align a collection's checkpoints into one basin by permuting hidden units (Git Re-Basin)"
 
@@ -57,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
     from paramgen.align.api import align, structure_for
     from paramgen.align.auto import basin_test
-    from paramgen.commands.user_model import (check_fits, example_input, load_model,
-                                              open_collection)
 
     if Path(args.out).resolve() == Path(args.ckpts).resolve():
         raise ValueError(f"--out {args.out} is the input folder; write the aligned set elsewhere")

@@ -6,7 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from paramgen.commands.user_model import DATA_HELP, add_model_arguments
+from paramgen.commands.user_model import (DATA_HELP, add_model_arguments, check_fits, load_data,
+                                          load_model, open_collection)
 
 HELP = "evaluate sampled models against the training checkpoints and write a report"
 
@@ -64,7 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from paramgen.evaluation.finetune import finetune_curves
-    from paramgen.commands.user_model import check_fits, load_data, load_model, open_collection
     from paramgen.evaluation.pipeline import evaluate, write_report
 
     samples, ckpts = Path(args.samples), Path(args.ckpts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from paramgen.commands.user_model import PICKLE_NOTE
+from paramgen.commands.user_model import PICKLE_NOTE, found_line, parse_in_shape
 
 HELP = "turn a plain folder of .pt/.safetensors state dicts into a checkpoint collection"
 
@@ -38,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from paramgen.checkpoints import CheckpointSet
-    from paramgen.commands.user_model import found_line, is_plain_folder, parse_in_shape
+    from paramgen.checkpoints import MANIFEST, CheckpointSet
 
     src, out = Path(args.dir), Path(args.out)
     in_shape = parse_in_shape(args.in_shape)
@@ -48,12 +47,9 @@ def run(args: argparse.Namespace) -> int:
                                 else f"DIR {src} is not a folder")
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise ValueError(f"--out {out} is inside DIR {src}; write the collection elsewhere")
-    if not is_plain_folder(src):
-        from paramgen.checkpoints import MANIFEST
-
-        if (src / MANIFEST).exists():
-            raise ValueError(f"{src} is already a checkpoint collection ({MANIFEST}); use it "
-                             "as it is (--ckpts)")
+    if (src / MANIFEST).exists():
+        raise ValueError(f"{src} is already a checkpoint collection ({MANIFEST}); use it "
+                         "as it is (--ckpts)")
     info = {"source": str(src)}
     if in_shape:
         info["in_shape"] = list(in_shape)

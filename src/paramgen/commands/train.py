@@ -7,11 +7,13 @@ Data-parallel over N processes (CPU over gloo, or GPUs), unchanged:
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import json
 from pathlib import Path
 
-from paramgen.commands.user_model import PICKLE_NOTE, add_model_arguments
+from paramgen.commands.user_model import (PICKLE_NOTE, add_model_arguments, check_fits,
+                                          example_input, load_model, open_collection)
 from paramgen.commands.words import to_cli_words
 
 HELP = "fit a parameter generator (RPG, p-diff or IGPG) on checkpoint collections"
@@ -155,8 +157,6 @@ def _conditioned_on_manifest(ckpts, folder: str, args: argparse.Namespace):
 
 def check_preset(method: str, preset: str | None) -> None:
     """An unknown --preset, refused before any checkpoint is read or aligned."""
-    import difflib
-
     from paramgen.methods.registry import method_options
 
     known = list(method_options(method).presets)
@@ -177,7 +177,6 @@ def _skips_align_quietly(info: dict) -> bool:
 def _align(ckpts, folder: str, args: argparse.Namespace, model):
     """--align for one collection: (collection to train on, the line to print or None)."""
     from paramgen.align.auto import prepare_for_training
-    from paramgen.commands.user_model import check_fits, example_input
 
     if args.align != "none" and model is None and not ckpts.info.get("arch"):
         if _skips_align_quietly(ckpts.info) or len(ckpts) < 2:
@@ -197,7 +196,6 @@ def run(args: argparse.Namespace) -> int:
 
     from paramgen import io, train_state
     from paramgen.checkpoints import CheckpointSet
-    from paramgen.commands.user_model import load_model, open_collection
     from paramgen.methods.registry import get_method, method_options
 
     declared = method_options(args.method)
@@ -230,12 +228,9 @@ def run(args: argparse.Namespace) -> int:
     if args.restart:
         train_state.remove(workdir)
     t0 = time.time()
-    try:
-        gen.fit(sets if len(sets) > 1 else sets[0], steps=args.steps, seed=args.seed,
-                workdir=workdir, progress=not args.quiet)
-    except ValueError as exc:
-        # A resume refusal names the saved run's fields; say them as options.
-        raise ValueError(to_cli_words(str(exc))) from exc
+    # (a resume refusal names the saved run's fields: `paramgen` prints it in option words)
+    gen.fit(sets if len(sets) > 1 else sets[0], steps=args.steps, seed=args.seed,
+            workdir=workdir, progress=not args.quiet)
     report = gen.train_report
     if report is not None and report.processes > 1:
         from accelerate import PartialState
