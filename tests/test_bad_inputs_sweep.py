@@ -196,7 +196,7 @@ CLI_ROWS = [
      ["--num-samples must be at least 1"]),
     # -- paramgen align
     ("align-no-arch", ["align", "--ckpts", "{noarch}", "--out", "{tmp}/x"],
-     ["names no architecture", "model="]),
+     ["names no zoo architecture", "--model FILE.py:CLASS"]),
     ("align-other-arch", ["align", "--ckpts", "{otherarch}", "--out", "{tmp}/x"],
      ["does not match the checkpoints", "0.weight"]),
     ("align-other-width", ["align", "--ckpts", "{otherwidth}", "--out", "{tmp}/x"],
@@ -217,7 +217,7 @@ CLI_ROWS = [
      ["nowhere", "does not exist"]),
     ("align-activations-no-data",
      ["align", "--ckpts", "{noarch}", "--out", "{tmp}/x", "--method", "activations"],
-     ["names no architecture"]),
+     ["names no zoo architecture"]),
     # -- paramgen train --align / accelerate settings that cannot work
     ("train-device-cuda-on-cpu", ["train", "--ckpts", "{mlp}", "--out", "{tmp}/g", "--device",
                                   "cuda:7", "--set", "steps=1"], ["'cuda:7'"]),
@@ -356,8 +356,9 @@ def test_align_of_one_checkpoint_is_a_copy(world, capsys, tmp_path) -> None:
     assert len(out) == 1 and all(torch.equal(out[0][k], src[0][k]) for k in src.keys)
 
 
-@pytest.mark.parametrize("name,why", [("noarch", "names no architecture"),
-                                      ("otherwidth", "does not match the checkpoints")])
+@pytest.mark.parametrize("name,why", [
+    ("noarch", "align: not tested (the collection names no zoo architecture; give --model"),
+    ("otherwidth", "align: skipped (the model's state dict does not match the checkpoints")])
 def test_train_align_auto_skips_what_it_cannot_trace_and_says_why(name, why, world, capsys,
                                                                     tmp_path) -> None:
     sets = [f"{k}={json.dumps(v)}" for k, v in RPG_TINY.items() if k != "steps"]
@@ -367,7 +368,7 @@ def test_train_align_auto_skips_what_it_cannot_trace_and_says_why(name, why, wor
         argv += ["--set", item]
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "align: skipped (align: the" in out and why in out
+    assert why.replace("the collection", str(world[name])) in out and "model=" not in out
     assert (tmp_path / "g" / "config.json").is_file()
 
 

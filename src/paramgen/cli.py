@@ -12,10 +12,14 @@ exception into one line on stderr that names the file, key, argument or value at
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 import warnings
+
+from paramgen.commands.words import to_cli_words
 
 # Idle OpenMP threads otherwise spin for their next job; on a small or shared machine the spinning
 # steals the cores that do the work (measured here: small torch ops 10-100x slower). Must be set
@@ -30,6 +34,7 @@ COMMANDS = {
     "generate": "paramgen.commands.generate",
     "demo": "paramgen.commands.demo",
     "align": "paramgen.commands.align",
+    "import": "paramgen.commands.import_",
 }
 
 SUMMARIES = {
@@ -41,6 +46,7 @@ SUMMARIES = {
     "demo": "the whole pipeline on digits in a few minutes: collect, train, sample, evaluate",
     "align": ("permute a collection's checkpoints into one basin (independent runs, "
               "cold-started tasks)"),
+    "import": "turn a plain folder of .pt/.safetensors state dicts into a checkpoint collection",
 }
 
 EXIT_BAD_INPUT = 2
@@ -52,16 +58,44 @@ def _load(name: str):
     return importlib.import_module(COMMANDS[name])
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped option, command or choice."""
+
+    def error(self, message: str):  # type: ignore[override]
+        hint = self._suggestion(message)
+        super().error(message + (f" (did you mean {hint}?)" if hint else ""))
+
+    def _suggestion(self, message: str) -> str | None:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            options = re.findall(r"'([^']*)'", choice.group(2))
+            close = difflib.get_close_matches(choice.group(1), options, n=1, cutoff=0.5)
+            return close[0] if close else None
+        unknown = re.search(r"unrecognized arguments: (.*)$", message)
+        if unknown:
+            flags = [o for a in self._actions for o in a.option_strings]
+            for token in unknown.group(1).split():
+                if token.startswith("-"):
+                    close = difflib.get_close_matches(token.split("=")[0], flags, n=1,
+                                                      cutoff=0.6)
+                    if close:
+                        return close[0]
+        return None
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="paramgen",
         description="Learn the distribution of trained network parameters and sample new networks.",
     )
     parser.add_argument("--debug", action="store_true",
                         help="on an error, print the Python traceback too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers: dict[str, argparse.ArgumentParser] = {}
+    parser.set_defaults(_subparsers=subparsers)
     for name in COMMANDS:
         p = sub.add_parser(name, help=SUMMARIES[name], description=SUMMARIES[name])
+        subparsers[name] = p
         p.add_argument("--threads", type=int, default=1,
                        help="CPU threads for torch (default: %(default)s; on a 2-core or busy "
                             "machine one thread was measured fastest for these small models, "
@@ -115,7 +149,7 @@ def _one_line_warning(command: str):
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, ParamgenWarning):
-            print(f"paramgen {command}: warning: {message}", file=sys.stderr)
+            print(f"paramgen {command}: warning: {to_cli_words(str(message))}", file=sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)
     return show
@@ -125,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # The command's own usage and a suggestion, not the top-level usage: the typo is in
+        # one of the command's options.
+        where = args._subparsers.get(args.command, parser) if args.command else parser
+        where.error(f"unrecognized arguments: {' '.join(extra)}")
+    del args._subparsers
     if args.command is None:
         parser.print_help()
         return 0
@@ -161,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"paramgen {args.command}: error: {message}", file=sys.stderr)
+        print(f"paramgen {args.command}: error: {to_cli_words(message)}", file=sys.stderr)
         return status
 
 

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from paramgen import train_state
 from paramgen.interrupts import Interrupted, StopRequests
+from paramgen.notices import progress_bar
 
 SCHEDULES = ("cosine", "constant", "linear")
 AUTOCAST = ("auto", "bf16", "off")
@@ -247,8 +248,6 @@ class Engine:
             desc: str = "fit") -> TrainReport:
         """Run every stage of ``method`` to its end, resuming from ``workdir`` when it holds a
         save of the same run (``identity``: data and settings fingerprints, seed, steps)."""
-        from tqdm.auto import tqdm
-
         stages = method.training_stages()
         if not stages:
             raise ValueError("a method must have at least one training stage")
@@ -274,8 +273,7 @@ class Engine:
                              device=str(self.device), resumed_from=start, history=history)
         for m in modules.values():
             m.to(self.device)
-        bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True,
-                   disable=not (progress and self.is_main))
+        bar = progress_bar(total, desc, progress and self.is_main, initial=start)
         ema = history[-1]["loss"] if history else None
         last_save = time.time()
         t0 = time.time()

@@ -17,7 +17,6 @@ an uninterrupted run would, and ends with the same weights, bit for bit.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -241,7 +240,4 @@ def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, phases: Sequence[Phas
 def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):
     """The bar of a loop over many trainings (tasks, adapters); each training's own steps show
     in the Engine's bar."""
-    from tqdm.auto import tqdm  # imported late: keeps importing the collectors light
-
-    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, file=sys.stderr,
-                leave=False, dynamic_ncols=True)
+    return notices.progress_bar(total, desc, enabled, initial=initial, leave=False)

@@ -23,6 +23,7 @@ from paramgen.align.structure import PermutationSpec, discover
 from paramgen.align.weights import match_weights
 from paramgen.checkpoints import CheckpointSet
 from paramgen.evaluation.core import build_model
+from paramgen.notices import progress_bar
 
 METHODS = ("weights", "activations")
 TASK_RUNS = ("auto", "keep")
@@ -164,13 +165,11 @@ def align(ckpts: CheckpointSet, model: nn.Module | None = None,
     if rounds < 1:
         raise ValueError(f"align: rounds must be >= 1, got {rounds}")
     aligned: list[dict[str, Tensor] | None] = [None] * len(ckpts)
-    from tqdm.auto import tqdm
-
     target_sd: Mapping[str, Tensor] = ref_sd
     moved: dict[Any, float] = {}  # share of units each unit of alignment moved (last round)
     for _ in range(rounds):
-        for key, members in tqdm(list(units.items()), desc="align", disable=not progress,
-                                 leave=False):
+        for key, members in progress_bar(len(units), "align", progress, leave=False,
+                                         iterable=list(units.items())):
             sds = [ckpts[i] for i in members]
             if ref_index is not None and ref_index in members:
                 perms = identity_permutations(spec)  # the reference's basin: nothing to move

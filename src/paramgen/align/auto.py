@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from torch import nn
+from torch import Tensor, nn
 
 from paramgen.align.api import align, structure_for
 from paramgen.align.policy import (
@@ -34,7 +34,8 @@ MODES = ("auto", "none")
 
 
 def prepare_for_training(ckpts: CheckpointSet, mode: str = "auto",
-                         model: nn.Module | None = None) -> tuple[CheckpointSet, str]:
+                         model: nn.Module | None = None, example_input: Tensor | None = None
+                         ) -> tuple[CheckpointSet, str]:
     """What `paramgen train --align MODE` does before fitting: (collection to train on, a line
     saying what was found and done). "none" leaves the collection as it is; "auto" aligns it
     when the distance test finds several basins."""
@@ -46,10 +47,11 @@ def prepare_for_training(ckpts: CheckpointSet, mode: str = "auto",
         return ckpts, "align: one checkpoint, nothing to align"
     t0 = time.time()
     try:
-        spec = structure_for(ckpts, model)
+        spec = structure_for(ckpts, model, example_input)
     except (UnsupportedLayerError, ValueError, TypeError, KeyError) as exc:
         # --align auto must never stop training: say why the collection is used as it is.
-        return ckpts, f"align: skipped ({exc})"
+        reason = str(exc).removeprefix("align: ")  # the line already says align
+        return ckpts, f"align: skipped ({reason})"
     if not spec.groups:
         return ckpts, "align: skipped (the architecture has no permutable hidden units)"
     test = basin_test(ckpts, spec)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
@@ -24,7 +25,8 @@ from paramgen.checkpoints.format import (
 )
 from paramgen.checkpoints.reader import read_safetensors
 
-__all__ = ["IMPORTERS", "get_importer", "read_state_dict_folder", "register_importer"]
+__all__ = ["IMPORTERS", "FolderRuns", "get_importer", "read_state_dict_folder",
+           "read_state_dict_runs", "register_importer"]
 
 # name -> "module:function" of the importers paramgen ships.
 IMPORTERS: dict[str, str] = {
@@ -72,10 +74,10 @@ def read_state_dict_folder(directory: str | os.PathLike, allow_pickle: bool = Fa
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder {directory} does not exist")
-    files = sorted(p for p in directory.iterdir()
-                   if p.is_file() and p.suffix in SAFE_SUFFIXES + PICKLE_SUFFIXES)
+    files = _state_dict_files(directory)
     if not files:
-        raise CheckpointError(f"{directory}: no .safetensors, .pt or .pth files to import")
+        raise CheckpointError(f"{directory}: no .safetensors, .pt or .pth files to import (nor "
+                              "subfolders holding them, one per run)")
     pickled = [p.name for p in files if p.suffix in PICKLE_SUFFIXES]
     if pickled and not allow_pickle:
         raise CheckpointError(
@@ -95,6 +97,50 @@ def read_state_dict_folder(directory: str | os.PathLike, allow_pickle: bool = Fa
                                   f"({type(exc).__name__}: {exc})") from exc
         sds.append(_unwrap(obj, str(p)))
     return sds, files
+
+
+def _state_dict_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and p.suffix in SAFE_SUFFIXES + PICKLE_SUFFIXES)
+
+
+@dataclass
+class FolderRuns:
+    """What `read_state_dict_runs` found: the state dicts, their files, each one's run index and
+    the run names (subfolder names, or the folder's own name for a single run)."""
+
+    state_dicts: list[dict[str, torch.Tensor]]
+    files: list[Path]
+    runs: list[int]
+    run_names: list[str]
+
+
+def read_state_dict_runs(directory: str | os.PathLike, allow_pickle: bool = False) -> FolderRuns:
+    """A folder of state dicts as runs: each subfolder holding state dict files is one run (in
+    sorted order, its files sorted by name); a folder holding the files itself is one run.
+    Hidden subfolders (a resume state such as `.train`) are not runs."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {directory} does not exist"
+                                if not directory.exists() else
+                                f"checkpoint path {directory} is not a folder")
+    top = _state_dict_files(directory)
+    subs = [d for d in sorted(directory.iterdir())
+            if d.is_dir() and not d.name.startswith(".") and _state_dict_files(d)]
+    if top and subs:
+        # Mixing the two would leave the top-level files' run ambiguous: refuse, say how to fix.
+        raise CheckpointError(
+            f"{directory}: holds state dict files ({fmt_keys([p.name for p in top], 3)}) and run "
+            f"subfolders ({fmt_keys([d.name for d in subs], 3)}); move the files into a "
+            "subfolder of their own (one subfolder per run)")
+    folders = subs or [directory]
+    out = FolderRuns([], [], [], [d.name for d in folders])
+    for run, folder in enumerate(folders):
+        sds, files = read_state_dict_folder(folder, allow_pickle)
+        out.state_dicts += sds
+        out.files += files
+        out.runs += [run] * len(files)
+    return out
 
 
 def _unwrap(obj: Any, where: str) -> dict[str, torch.Tensor]:

@@ -38,7 +38,7 @@ from paramgen.checkpoints.format import (
     spec_of,
     spec_to_manifest,
 )
-from paramgen.checkpoints.importers import get_importer, read_state_dict_folder
+from paramgen.checkpoints.importers import get_importer, read_state_dict_runs
 from paramgen.checkpoints.reader import (
     read_safetensors,
     read_safetensors_header,
@@ -174,16 +174,19 @@ class CheckpointSet:
     @classmethod
     def import_folder(cls, directory: str | os.PathLike, allow_pickle: bool = False,
                       info: Mapping[str, Any] | None = None) -> "CheckpointSet":
-        """Read a folder of `.safetensors` / `.pt` / `.pth` state dicts (sorted by file name).
+        """Read a folder of `.safetensors` / `.pt` / `.pth` state dicts (sorted by file name);
+        a folder of subfolders holding them reads as one run per subfolder.
 
         `.pt`/`.pth` files are pickles, which can run code when read; they are refused unless
         `allow_pickle=True`, and even then read with `torch.load(weights_only=True)`. Wrappers such
         as {"state_dict": sd, ...} or {"model": sd, ...} are unwrapped. Each checkpoint's
-        provenance records its source file name.
+        provenance records its source file (relative to `directory`) and run name.
         """
-        sds, files = read_state_dict_folder(directory, allow_pickle)
-        return cls.from_state_dicts(sds, provenance=[{"source": p.name} for p in files],
-                                    info=info, _names=[str(p) for p in files])
+        found = read_state_dict_runs(directory, allow_pickle)
+        prov = [{"source": p.relative_to(directory).as_posix(), "run_name": found.run_names[r]}
+                for p, r in zip(found.files, found.runs)]
+        return cls.from_state_dicts(found.state_dicts, runs=found.runs, provenance=prov,
+                                    info=info, _names=[str(p) for p in found.files])
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from paramgen.commands.user_model import (add_model_arguments, check_fits, example_input,
+                                          load_model, open_collection)
+
 HELP = "align a collection's checkpoints into one basin by permuting hidden units (Git Re-Basin)"
 
 _EPILOG = """\
@@ -13,9 +16,12 @@ examples:
       weight matching of every run onto checkpoint 0 (the first run's first checkpoint)
   paramgen align --ckpts runs/grid --out runs/grid-aligned --method activations --reference 7
 
+  paramgen align --ckpts my_runs --out runs/mine-aligned --model net.py:Net --in-shape 64
+      your own architecture, on a plain folder of state dicts (one subfolder per run)
+
 Every aligned checkpoint computes exactly what it computed before (its hidden units are only
-reordered). The architecture comes from the collection's manifest (`paramgen collect` writes it);
-for other models use pg.align(ckpts, model=...) in Python.
+reordered). The architecture comes from the collection's manifest (`paramgen collect` writes it)
+or from --model.
 """
 
 
@@ -24,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _EPILOG
     parser.add_argument("--ckpts", required=True, metavar="DIR",
                         help="CheckpointSet folder whose manifest info names its architecture "
-                             "(arch, in_shape), e.g. from `paramgen collect`")
+                             "(arch, in_shape), e.g. from `paramgen collect`; or, with --model, "
+                             "any collection, or a plain folder of state dicts (one subfolder "
+                             "per run)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="where to write the aligned CheckpointSet (must differ from --ckpts)")
     parser.add_argument("--reference", type=int, default=0, metavar="INDEX",
@@ -40,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="only run the distance test that `paramgen train --align auto` "
                              "uses and say whether the collection spans several basins")
+    add_model_arguments(parser, "the architecture to align instead of the zoo architecture in "
+                                "the manifest")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -48,14 +58,22 @@ def run(args: argparse.Namespace) -> int:
 
     from paramgen.align.api import align, structure_for
     from paramgen.align.auto import basin_test
-    from paramgen.checkpoints import CheckpointSet
 
-    ckpts = CheckpointSet.load(args.ckpts)
     if Path(args.out).resolve() == Path(args.ckpts).resolve():
         raise ValueError(f"--out {args.out} is the input folder; write the aligned set elsewhere")
+    model = load_model(args.model, args.model_args) if args.model else None
+    ckpts = open_collection(args.ckpts)
     t0 = time.time()
-    spec = structure_for(ckpts)
-    print(f"{ckpts.info.get('arch')}: {len(spec.groups)} permutation groups "
+    if model is None and not ckpts.info.get("arch"):
+        raise ValueError(f"{args.ckpts} names no zoo architecture: give --model FILE.py:CLASS "
+                         "(your model's class, and --in-shape if its first layer is not Linear)")
+    x = None
+    if model is not None:
+        check_fits(model, ckpts, args.model, args.ckpts)
+        x = example_input(model, ckpts, args.in_shape)
+    spec = structure_for(ckpts, model, x)
+    name = args.model if model is not None else ckpts.info.get("arch")
+    print(f"{name}: {len(spec.groups)} permutation groups "
           f"({sum(spec.groups.values())} units) over {len(spec.axes)} of {len(ckpts.keys)} "
           "tensors")
     test = basin_test(ckpts, spec)
@@ -64,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
           f"{len(test.ratios)} pairs -> {verdict}")
     if args.check:
         return 0
-    aligned = align(ckpts, reference=args.reference, method=args.method, by=args.by, spec=spec,
-                    progress=not args.quiet)
+    aligned = align(ckpts, model, reference=args.reference, method=args.method, by=args.by,
+                    spec=spec, progress=not args.quiet)
     aligned.save(args.out)
     how = aligned.info["aligned"]
     print(f"aligned {len(aligned)} checkpoints to checkpoint {args.reference} by {args.method} "

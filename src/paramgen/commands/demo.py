@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from paramgen.evaluation.tables import pct
+
 HELP = "the whole pipeline on digits in a few minutes: collect, train, sample, evaluate"
 
 
@@ -44,6 +46,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _stage(i: int, text: str) -> float:
     print(f"\n[{i}/4] {text}", flush=True)
     return time.time()
+
+
+def summary_lines(report) -> list[str]:
+    """The demo's result: first what worked (the generated models run, and how accurate they
+    are next to the originals), then, plainly, whether they are more than copies."""
+    metric = report.metric.replace("_", " ")
+    gen, orig = report.generated_summary, report.original_summary
+    n, broken = len(report.generated_scores), len(report.nonfinite)
+    ran = f"all {n}" if not broken else f"{n} of {n + broken}"
+    lines = [f"generated models: {ran} load and run; mean {metric} {pct(gen['mean'])}% (best "
+             f"{pct(gen['best'])}%) against the training checkpoints' {pct(orig['mean'])}% "
+             f"(best {pct(orig['best'])}%)", "", str(report.table()), "",
+             "novelty: are they new models, or copies of the training checkpoints?",
+             str(report.novelty_table()), ""]
+    k = sum(report.beats_both)
+    if not report.frontiers:
+        verdict = "not measured (no baseline was computed)"
+    elif k == 0:
+        verdict = ("no generated model is more novel than noise-added or mixed copies of the "
+                   "training checkpoints of the same accuracy: what the generator learned is "
+                   "close to the checkpoints themselves")
+    else:
+        verdict = (f"{k} of {n} generated models are more novel than noise-added or mixed copies "
+                   "of the training checkpoints of the same accuracy")
+    lines += [f"novelty verdict: {verdict}", f"({report.beat_line()})"]
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,11 +133,8 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(models, ckpts, sample_names=[f.name for f in files], seed=args.seed)
     written = write_report(report, out / "report")
     print(f"      done ({time.time() - t:.0f} s)\n")
-    print(report.table())
-    print()
-    print(report.novelty_table())
-    print()
-    print(report.beat_line())
+    for line in summary_lines(report):
+        print(line)
     print(f"\nreport: {written['markdown']}")
     print(f"total: {time.time() - start:.0f} s")
     return 0

@@ -6,6 +6,9 @@ import argparse
 import math
 from pathlib import Path
 
+from paramgen.commands.user_model import (DATA_HELP, add_model_arguments, check_fits, load_data,
+                                          load_model, open_collection)
+
 HELP = "evaluate sampled models against the training checkpoints and write a report"
 
 
@@ -16,13 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", required=True, metavar="DIR",
                         help="folder of sampled models, one .safetensors state dict per model")
     parser.add_argument("--ckpts", required=True, metavar="DIR",
-                        help="the CheckpointSet folder the generator was trained on (its "
-                             "manifest says which architecture and dataset to rebuild)")
+                        help="the checkpoints the generator was trained on: a CheckpointSet "
+                             "folder (its manifest says which zoo architecture and dataset to "
+                             "rebuild) or the plain folder of state dicts given to `train`")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="where to write report.md, report.json and the plots "
                              "(default: SAMPLES/report)")
-    parser.add_argument("--data", metavar="NAME", default=None,
-                        help="evaluate on this dataset instead of the one in the manifest")
+    parser.add_argument("--data", metavar="NAME|FILE", default=None,
+                        help=f"{DATA_HELP} (default: the dataset in the manifest)")
+    add_model_arguments(parser, "evaluates the samples with this architecture instead of the "
+                                "zoo architecture in the manifest (needed for a collection "
+                                "that names none)", in_shape=False)
     parser.add_argument("--task", metavar="BITS", default=None,
                         help="binary task as one bit per class (e.g. 0101010101): relabels the "
                              "test set and, in a task grid, compares with that task's "
@@ -77,8 +84,27 @@ def run(args: argparse.Namespace) -> int:
     if args.finetune_epochs < 0:
         raise ValueError(f"--finetune-epochs {args.finetune_epochs}: expected >= 0")
     out = Path(args.out) if args.out else samples / "report"
+    data = load_data(args.data)
+    collection = open_collection(ckpts)
+    model = None
+    if args.model:
+        model = load_model(args.model, args.model_args)
+        check_fits(model, collection, args.model, str(ckpts))
+        if args.finetune_epochs:
+            raise ValueError("--finetune-epochs rebuilds a zoo architecture; it does not take "
+                             "--model yet (drop one of them)")
+    elif not collection.info.get("arch"):
+        raise ValueError(f"{ckpts} names no zoo architecture to rebuild: give --model "
+                         "FILE.py:CLASS (your model's class) and --data (a dataset name or "
+                         "FILE.npz with x_test, y_test)")
+    if data is None and not collection.info.get("data"):
+        raise ValueError(f"{ckpts} names no dataset: give --data (a dataset name such as "
+                         "digits, or FILE.npz / FILE.pt holding x_test and y_test)")
+    if args.task is not None and not isinstance(data, (str, type(None))):
+        raise ValueError("--task relabels a built-in dataset; with --data FILE give the "
+                         "task's labels in y_test instead")
 
-    report = evaluate(samples, ckpts, data=args.data, task=args.task,
+    report = evaluate(samples, collection, data=data, task=args.task, model=model,
                       noise_scales=args.noise_scales, noise_per_scale=args.noise_per_scale or None,
                       mix_alphas=args.mix_alphas, mix_pairs=args.mix_pairs, seed=args.seed)
     if args.finetune_epochs and report.generated_scores:

@@ -7,9 +7,14 @@ Data-parallel over N processes (CPU over gloo, or GPUs), unchanged:
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import json
 from pathlib import Path
+
+from paramgen.commands.user_model import (PICKLE_NOTE, add_model_arguments, check_fits,
+                                          example_input, load_model, open_collection)
+from paramgen.commands.words import to_cli_words
 
 HELP = "fit a parameter generator (RPG, p-diff or IGPG) on checkpoint collections"
 
@@ -45,7 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     several = methods_where(lambda o: o.several_collections)
     parser.add_argument("--ckpts", required=True, metavar="DIR", action="append",
                         help="CheckpointSet folder (manifest.json + .safetensors), e.g. from "
-                             "`paramgen collect`; a method that takes several collections ("
+                             "`paramgen collect` or `paramgen import`, or a plain folder of "
+                             ".pt/.pth/.safetensors state dicts (one subfolder per run), "
+                             f"imported as it is read ({PICKLE_NOTE}); a method that takes "
+                             "several collections ("
                              f"{', '.join(several) or 'none'}) takes --ckpts repeated, one per "
                              "architecture/dataset")
     parser.add_argument("--out", required=True, metavar="DIR",
@@ -89,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "several runs or independently initialised task models and, if so, "
                              "permute them into its checkpoint 0's basin first (docs/align.md); "
                              "none: train on them as they are (default: %(default)s)")
+    add_model_arguments(parser, "lets --align auto test and align a collection that names no "
+                                "zoo architecture (without it such a collection is used as "
+                                "it is)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -144,16 +155,53 @@ def _conditioned_on_manifest(ckpts, folder: str, args: argparse.Namespace):
     return ckpts.subset(keep), split
 
 
+def check_preset(method: str, preset: str | None) -> None:
+    """An unknown --preset, refused before any checkpoint is read or aligned."""
+    from paramgen.methods.registry import method_options
+
+    known = list(method_options(method).presets)
+    if preset is None or not known or preset in known:
+        return
+    close = difflib.get_close_matches(preset, known, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ValueError(f"--preset {preset}: not a preset of --method {method}; {hint}"
+                     f"its presets: {', '.join(known)}")
+
+
+def _skips_align_quietly(info: dict) -> bool:
+    # Adapter collections (`collect --lora`, PEFT imports) have no hidden units to permute
+    # into one basin: nothing to say about alignment there.
+    return info.get("kind") in ("adapter_grid", "peft_adapters") or "peft_config" in info
+
+
+def _align(ckpts, folder: str, args: argparse.Namespace, model):
+    """--align for one collection: (collection to train on, the line to print or None)."""
+    from paramgen.align.auto import prepare_for_training
+
+    if args.align != "none" and model is None and not ckpts.info.get("arch"):
+        if _skips_align_quietly(ckpts.info) or len(ckpts) < 2:
+            return ckpts, None
+        return ckpts, (f"align: not tested ({folder} names no zoo architecture; give --model "
+                       "FILE.py:CLASS to test whether its checkpoints need aligning, or "
+                       "--align none to train on them as they are without this note)")
+    x = None
+    if model is not None and args.align != "none":
+        check_fits(model, ckpts, args.model, folder)
+        x = example_input(model, ckpts, args.in_shape)
+    return prepare_for_training(ckpts, args.align, model=model, example_input=x)
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
     from paramgen import io, train_state
-    from paramgen.align.auto import prepare_for_training
     from paramgen.checkpoints import CheckpointSet
     from paramgen.methods.registry import get_method, method_options
 
     declared = method_options(args.method)
     _check_method_takes(args, declared)
+    check_preset(args.method, args.preset)
+    model = load_model(args.model, args.model_args) if args.model else None
     out = Path(args.out)
     io.check_writable(out)  # an unusable --out fails now, not after loading and training
     overrides = parse_overrides(args.set)
@@ -162,15 +210,16 @@ def run(args: argparse.Namespace) -> int:
     main = os.environ.get("RANK", "0") == "0"  # print once, not once per process
     sets, split = [], None
     for folder in args.ckpts:
-        ckpts = CheckpointSet.load(folder)
+        ckpts = open_collection(folder, say=print if main else (lambda _: None))
         if args.condition_from == "manifest":
             ckpts, split = _conditioned_on_manifest(ckpts, folder, args)
         elif ckpts.conditions is not None:
             ckpts = CheckpointSet.from_state_dicts(list(ckpts), conditions=None, runs=ckpts.runs,
                                                    info=ckpts.info)
         # each collection into its own checkpoint 0's basin (one architecture each)
-        ckpts, message = prepare_for_training(ckpts, args.align)
+        ckpts, message = _align(ckpts, folder, args, model)
         if message and main:
+            message = to_cli_words(message)
             print(message if len(args.ckpts) == 1 else f"{folder}: {message}")
         sets.append(ckpts)
     # No --preset: the generator picks (RPG: cpu, or cpu-tasks for a conditioned collection).
@@ -179,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if args.restart:
         train_state.remove(workdir)
     t0 = time.time()
+    # (a resume refusal names the saved run's fields: `paramgen` prints it in option words)
     gen.fit(sets if len(sets) > 1 else sets[0], steps=args.steps, seed=args.seed,
             workdir=workdir, progress=not args.quiet)
     report = gen.train_report
@@ -195,7 +245,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {args.method} ({gen.preset}) on {count} checkpoints{where} in "
           f"{time.time() - t0:.0f} s -> {out}")
     if args.quiet and hasattr(gen, "settings_summary"):  # otherwise fit printed them first
-        print(f"settings: {gen.settings_summary()}")
+        # the steps and device the fit used, not the preset's (--steps, --device auto)
+        used = {} if report is None else {"steps": report.steps, "device": report.device}
+        print(f"settings: {gen.settings_summary(**used)}")
     if report is not None:
         resumed = f"; resumed from step {report.resumed_from}" if report.resumed_from else ""
         print(f"{report.summary()}{resumed}")

@@ -33,6 +33,7 @@ from paramgen.methods.igpg.options import OPTIONS
 from paramgen.methods.igpg.prior import GPTPrior
 from paramgen.methods.igpg.vqvae import CONTEXT_DROP, GumbelVQVAE
 from paramgen.methods.registry import register_method
+from paramgen.notices import progress_bar
 from paramgen.tokenize import Detokenizer, SafetensorsSink, StateDictBuilder, Tokenizer
 from paramgen.training import Stage, StepContext
 
@@ -381,9 +382,7 @@ class IGPG(Generator):
         prior = self.prior.to(device).eval()
 
         def models() -> Iterator[tuple[int, Tensor]]:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc="igpg sample", disable=not progress, dynamic_ncols=True)
+            bar = progress_bar(n, "igpg sample", progress)
             for start in range(0, n, cfg.sample_batch):
                 k = min(cfg.sample_batch, n - start)
                 toks = prior.generate(slots.expand(k, -1, -1), arch.expand(k, -1),

@@ -219,15 +219,12 @@ class PDiff(Generator):
                progress: bool = False) -> list[dict[str, Tensor]]:
         """Latents [n, latent_dim] -> complete state dicts, decoded ``batch`` models at a time
         (default ``sample_batch``): the decoder's activations, not the latents, bound memory."""
-        from tqdm.auto import tqdm
-
         self._require_fitted()
         device = self.device
         ae = self.network.to(device).autoencoder.eval()
         batch = max(1, int(batch or self.config.sample_batch))
         out = []
-        with tqdm(total=z.shape[0], desc="pdiff decode", disable=not progress,
-                  dynamic_ncols=True) as bar:
+        with notices.progress_bar(z.shape[0], "pdiff decode", progress) as bar:
             for i in range(0, z.shape[0], batch):
                 vectors = ae.decode(z[i:i + batch].to(device)).float()
                 net = self.network

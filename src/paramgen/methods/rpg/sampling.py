@@ -15,6 +15,7 @@ from paramgen.diffusion import sample as run_sampler
 from paramgen.methods.base import check_finite
 from paramgen.methods.rpg.config import SAMPLING_MODES, RPGConfig
 from paramgen.methods.rpg.network import RPGNetwork
+from paramgen.notices import progress_bar
 from paramgen.tokenize import Detokenizer, Tokenizer
 from paramgen.training import autocast_dtype
 
@@ -64,8 +65,6 @@ def token_blocks(net: RPGNetwork, tokenizer: Tokenizer, config: RPGConfig,
     time) samples a model of any size in constant memory. The transformer has no state to
     carry; its prototypes for the whole sequence are computed first.
     """
-    from tqdm.auto import tqdm
-
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     L, T = tokenizer.num_tokens, tokenizer.token_size
     # sequential: one model at a time, a small block of tokens a call (one token a call
@@ -75,7 +74,7 @@ def token_blocks(net: RPGNetwork, tokenizer: Tokenizer, config: RPGConfig,
     width = {"sequential": min(SEQUENTIAL_BLOCK, config.partial_batch),
              "partial": max(1, config.partial_batch // n), "full": L}[mode]
     backbone = net.backbone
-    bar = tqdm(total=n * L, desc="rpg sample", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(n * L, "rpg sample", progress)
     for group in groups:
         idx = torch.tensor(group)
         st = states[idx].to(device) if states is not None else None
