@@ -55,12 +55,14 @@ class GeneratorConfig:
     # -------------------------------------------------------------- construction
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "GeneratorConfig":
+        """The settings of a named preset, with ``overrides`` applied and checked."""
         if name not in cls.PRESETS:
             raise ValueError(f"unknown {cls.NAME} preset {name!r}; known: {sorted(cls.PRESETS)}")
         return cls.from_dict({**cls.PRESETS[name], **overrides})
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "GeneratorConfig":
+        """Settings from a mapping (e.g. a saved config.json); unknown names are an error."""
         if not isinstance(values, Mapping):
             raise ValueError(f"a {cls.NAME} config must be a mapping of settings, got "
                              f"{type(values).__name__}")
@@ -74,6 +76,7 @@ class GeneratorConfig:
             raise ValueError(f"bad {cls.NAME} config: {exc}") from exc
 
     def to_dict(self) -> dict:
+        """Every setting by name, JSON-ready."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -81,15 +84,18 @@ class GeneratorConfig:
         return out
 
     def replace(self, **changes: Any) -> "GeneratorConfig":
+        """A copy with ``changes`` applied and checked."""
         return type(self).from_dict({**self.to_dict(), **changes})
 
     # -------------------------------------------------------------- groups
     @classmethod
     def fields_of(cls, *groups: str) -> list[str]:
+        """The names of the settings in ``groups`` (model, training, sampling, runtime)."""
         return [f.name for f in dataclasses.fields(cls)
                 if f.metadata.get("group", "model") in groups]
 
     def group(self, *groups: str) -> dict:
+        """The settings of ``groups`` by name."""
         d = self.to_dict()
         return {k: d[k] for k in self.fields_of(*groups)}
 

@@ -290,19 +290,24 @@ class CheckpointSet:
 
     @property
     def condition_dim(self) -> int | None:
+        """Length of every checkpoint's condition, or None for an unconditioned set."""
         return None if self._conditions is None else int(self._conditions.shape[1])
 
     def run(self, i: int) -> int:
+        """The run checkpoint ``i`` belongs to."""
         return self._runs[self._index(i)]
 
     @property
     def runs(self) -> list[int]:
+        """The run of every checkpoint, in order."""
         return list(self._runs)
 
     def metrics(self, i: int) -> dict[str, Any]:
+        """The metrics recorded for checkpoint ``i`` (e.g. accuracy)."""
         return copy.deepcopy(self._metrics[self._index(i)])
 
     def provenance(self, i: int) -> dict[str, Any]:
+        """Where checkpoint ``i`` came from (seed, epoch, step, source file, task)."""
         return copy.deepcopy(self._provenance[self._index(i)])
 
     @property
@@ -317,6 +322,7 @@ class CheckpointSet:
 
     @property
     def keys(self) -> list[str]:
+        """Every state-dict key, in state-dict order."""
         return list(self._spec)
 
     @property

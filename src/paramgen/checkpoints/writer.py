@@ -108,9 +108,11 @@ class CheckpointWriter:
 
     @property
     def info(self) -> dict[str, Any]:
+        """The collection-level metadata the folder records."""
         return copy.deepcopy(self._info)
 
     def provenance(self, i: int) -> dict[str, Any]:
+        """Where checkpoint ``i`` came from, as recorded."""
         return copy.deepcopy(self._entries[i].get("provenance") or {})
 
     @property
@@ -120,9 +122,11 @@ class CheckpointWriter:
 
     @property
     def runs(self) -> list[int]:
+        """The run of every checkpoint written so far."""
         return [int(e.get("run", 0)) for e in self._entries]
 
     def metrics(self, i: int) -> dict[str, Any]:
+        """The metrics recorded for checkpoint ``i``."""
         return copy.deepcopy(self._entries[i].get("metrics") or {})
 
     def add(self, sd: Mapping[str, torch.Tensor], run: int = 0, condition: Any = None,

@@ -182,6 +182,7 @@ class Generator(ABC):
 
     @property
     def fitted(self) -> bool:
+        """Whether the generator is trained (by ``fit`` or loaded) and can sample."""
         return getattr(self, "network", None) is not None
 
     def _require_fitted(self) -> None:
@@ -215,6 +216,7 @@ class Generator(ABC):
 
     @property
     def device(self) -> torch.device:
+        """The device the config asks for, resolved (``auto``: CUDA when available)."""
         from paramgen.training import resolve_device
 
         return resolve_device(self.config.device)
@@ -254,6 +256,7 @@ class Generator(ABC):
     # ------------------------------------------------------------------ conditions
     @property
     def condition_dim(self) -> int | None:
+        """Length of the condition the generator was trained with, or None."""
         return self._condition_dim
 
     def _record_conditions(self, conditions: Tensor | None) -> None:

@@ -109,10 +109,12 @@ class IGPG(Generator):
     # ------------------------------------------------------------------ helpers
     @property
     def fitted(self) -> bool:
+        """Whether the generator is trained (by ``fit`` or loaded) and can sample."""
         return self.vqvae is not None and self.prior is not None
 
     @property
     def datasets(self) -> list[str]:
+        """The dataset texts the generator was trained on."""
         return sorted({e.dataset for e in self.zoo if e.dataset is not None})
 
     def _embed(self, texts: Sequence[str]) -> Tensor:

@@ -71,6 +71,7 @@ class PDiff(Generator):
 
     @property
     def schedule(self) -> NoiseSchedule:
+        """The latent diffusion noise schedule of these settings."""
         return NoiseSchedule.of(self.config)
 
     def _build(self, tokenizer: Tokenizer) -> None:

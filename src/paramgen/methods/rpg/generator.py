@@ -92,6 +92,7 @@ class RPG(Generator):
 
     @property
     def config(self) -> RPGConfig:
+        """The settings in force (before ``fit`` of ``RPG()``: the cpu preset plus overrides)."""
         if self._config is None:  # RPG() read before fit: its settings without a collection
             self._config = self._choose()
         return self._config
@@ -102,6 +103,7 @@ class RPG(Generator):
 
     @property
     def schedule(self) -> NoiseSchedule:
+        """The diffusion noise schedule of these settings."""
         return NoiseSchedule.of(self.config)
 
     def settings_summary(self, steps: int | None = None, device: Any = None) -> str:
