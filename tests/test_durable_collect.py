@@ -171,7 +171,7 @@ def _kill_chains(tmp_path: Path, args: list[str], instants: int, seed: int) -> d
     previous one left; a chain ends when a run finishes on its own (the kill came later than
     its last event) or after a last plain rerun, and its collection is compared with the
     uninterrupted one's. Half the kills are file events chosen at random among all of a full
-    run's, half timed at random over a full run's wall time."""
+    run's (three in five), the others timed at random over a full run's wall time."""
     rng = random.Random(seed)
     ref = tmp_path / "ref"
     log = tmp_path / "events.log"
@@ -188,7 +188,7 @@ def _kill_chains(tmp_path: Path, args: list[str], instants: int, seed: int) -> d
         for _ in range(8):  # at most 8 kills per chain, then a plain rerun
             if kills >= instants:
                 break
-            if rng.random() < 0.5:
+            if rng.random() < 0.6:
                 k = rng.randrange(len(events))
                 kind, name = events[k].split()
                 nth = sum(1 for e in events[:k + 1] if e == events[k])
@@ -230,3 +230,175 @@ def test_kill_9_of_collect_at_thirty_instants_resumes_bit_identical(tmp_path):
 @pytest.mark.slow
 def test_kill_9_of_a_task_grid_at_twelve_instants_resumes_bit_identical(tmp_path):
     _kill_chains(tmp_path, GRID, instants=12, seed=1)
+
+
+# ------------------------------------------------------------------ SIGINT and SIGTERM
+
+
+def _signal_when(proc: subprocess.Popen, log: Path, line: str, count: int, signum: int,
+                 delay: float, group: bool = False) -> None:
+    """Send ``signum`` ``delay`` seconds after the ``count``-th ``line`` in the events log (to
+    the process group with ``group``: what Ctrl-C at a terminal does)."""
+    end = time.monotonic() + 120
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            if log.read_text().splitlines().count(line) >= count:
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    time.sleep(delay)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+
+
+def _start_logged(args: list[str], out: Path, log: Path, group: bool = False) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", HARNESS, *args, "--out", str(out)],
+                            env=_env(PARAMGEN_TEST_KILL="none::0",
+                                     PARAMGEN_TEST_EVENTS=str(log)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=group)
+
+
+# Long enough pretraining (450 steps a run) that a signal lands inside a step of it.
+LONG = [a if a != "2" or SINGLE[i - 1] != "--epochs" else "10" for i, a in enumerate(SINGLE)]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM,
+                                    pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+def test_a_signal_to_collect_saves_its_step_says_one_line_and_the_rerun_goes_on(
+        tmp_path, monkeypatch, signum):
+    ref, out, log = tmp_path / "ref", tmp_path / "out", tmp_path / "events.log"
+    assert main(LONG + ["--out", str(ref)]) == 0
+    proc = _start_logged(LONG, out, log)
+    # The first manifest (the settings record) is written just before run 0 starts training.
+    _signal_when(proc, log, "after manifest.json", 1, signum, delay=0.3)
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 128 + signum, err
+    assert len(lines) == 1, err  # one line, nothing else (no traceback)
+    line, name = lines[0], signal.Signals(signum).name
+    assert line.startswith("paramgen collect: interrupted at step ") and f"({name})" in line
+    saved = line.split("state saved to ")[1].split(";")[0]
+    assert line.endswith("; run the same command again to resume"), line
+    step = int(line.split("at step ")[1].split()[0])
+    assert Path(saved).parent == out / ".resume"
+    assert train_state.load(saved)["step"] == step  # the step it hit, saved
+    before = {p.name: p.stat().st_ino for p in out.glob("ckpt_*")}
+    # The rerun (in this process, to see where the Engine starts) resumes from that step.
+    import paramgen.training as training
+
+    starts: list[int] = []
+    fit = training.Engine.fit
+
+    def spy(self, *a, **k):
+        report = fit(self, *a, **k)
+        starts.append(report.resumed_from)
+        return report
+
+    monkeypatch.setattr(training.Engine, "fit", spy)
+    assert main(LONG + ["--out", str(out)]) == 0
+    assert starts[0] == step, starts
+    assert_same_collection(out, ref)
+    # The checkpoints written before the signal were kept, not written again.
+    assert all((out / n).stat().st_ino == ino for n, ino in before.items())
+
+
+@pytest.mark.parametrize("signum, workers", [(signal.SIGTERM, "1"),
+                                             pytest.param(signal.SIGINT, "2",
+                                                          marks=pytest.mark.slow)])
+def test_a_signal_to_a_task_grid_keeps_the_finished_tasks_and_the_rerun_ends_identical(
+        tmp_path, signum, workers):
+    args = [a if a != "1" or GRID[i - 1] != "--workers" else workers
+            for i, a in enumerate(GRID)] + ["--tasks", "12"]  # the later --tasks wins
+    ref, out, log = tmp_path / "ref", tmp_path / "out", tmp_path / "events.log"
+    assert main(args + ["--out", str(ref)]) == 0
+    # SIGINT to the process group, as Ctrl-C at a terminal: the workers get it too.
+    group = signum == signal.SIGINT
+    proc = _start_logged(args, out, log, group=group)
+    _signal_when(proc, log, "after manifest.json", 2, signum, delay=0.0, group=group)
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 128 + signum and len(lines) == 1, err
+    name = signal.Signals(signum).name
+    assert lines[0].startswith("paramgen collect: interrupted at task "), err
+    assert lines[0].endswith(f" of 12 ({name}); state saved to {out}; run the same command "
+                             "again to resume"), err
+    done = int(lines[0].split("at task ")[1].split()[0])
+    listed = {p["task"] for p in json.loads((out / MANIFEST).read_text())["checkpoints"]
+              for p in [p["provenance"]]}
+    assert 1 <= done == len(listed) < 12
+    assert main(args + ["--out", str(out)]) == 0
+    assert_same_collection(out, ref)
+
+
+def test_nested_stop_requests_share_a_signal_and_a_second_one_gets_out():
+    """collect's loop over runs wraps the Engine's loop: a signal during the inner loop's set-up
+    stops the inner loop at its first safe point, one during the inner loop reaches the outer
+    one too, and after it the default handlers are back (a second Ctrl-C gets the user out)."""
+    from paramgen.interrupts import StopRequests
+
+    default = signal.getsignal(signal.SIGTERM)
+    with StopRequests() as outer:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert outer.signal == signal.SIGTERM
+        with StopRequests() as inner:  # set up after the signal
+            assert inner.signal == signal.SIGTERM
+            # the handlers stay as the first signal left them: a second one acts as usual
+            assert signal.getsignal(signal.SIGTERM) is default
+    assert signal.getsignal(signal.SIGTERM) is default
+    with StopRequests() as outer:
+        with StopRequests() as inner:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert inner.signal == outer.signal == signal.SIGINT
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is default
+    exc = inner.interrupted(3, saved_to="out", what="task", of=7)
+    assert str(exc) == ("interrupted at task 3 of 7 (SIGINT); state saved to out; run the same "
+                        "command again to resume") and exc.exit_code == 130
+
+
+@pytest.mark.slow
+def test_a_signal_to_an_adapter_grid_keeps_the_finished_adapters(tmp_path):
+    """`collect --lora`: SIGTERM while adapters train; the finished ones are in the manifest,
+    the message counts them, and the rerun adds the rest without retraining them."""
+    import threading
+
+    pytest.importorskip("peft")
+    from paramgen.adapters import collect_adapters
+    from paramgen.interrupts import Interrupted
+
+    out = tmp_path / "grid"
+    tasks = ["0101010101", "1111100000", "0000000001", "1000000001"]
+    kw = dict(recipe="r=2,targets=q,v", pretrain_steps=60, base_kwargs={"dim": 16, "heads": 2},
+              steps=200, progress=False)
+    first = out / "peft" / tasks[0] / "adapter_model.safetensors"
+
+    def send() -> None:
+        end = time.monotonic() + 300
+        while not first.is_file() and time.monotonic() < end:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    late: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda got, frame: late.append(got))
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        with pytest.raises(Interrupted) as caught:
+            collect_adapters("digits", out, tasks=tasks, **kw)
+    finally:
+        sender.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert not late
+    stop = caught.value
+    assert (stop.what, stop.of, stop.exit_code) == ("adapter", 4, 143)
+    listed = [p["provenance"]["task"] for p in
+              json.loads((out / MANIFEST).read_text())["checkpoints"]]
+    assert 1 <= stop.step == len(listed) < 4 and listed == tasks[:stop.step]
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("ckpt_*")}
+    ckpts = collect_adapters("digits", out, tasks=tasks, **kw)
+    assert [ckpts.provenance(i)["task"] for i in range(4)] == tasks
+    assert all((out / n).stat().st_mtime_ns == t for n, t in kept.items())
