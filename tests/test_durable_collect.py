@@ -402,3 +402,37 @@ def test_a_signal_to_an_adapter_grid_keeps_the_finished_adapters(tmp_path):
     ckpts = collect_adapters("digits", out, tasks=tasks, **kw)
     assert [ckpts.provenance(i)["task"] for i in range(4)] == tasks
     assert all((out / n).stat().st_mtime_ns == t for n, t in kept.items())
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_grid_with_workers_ends_the_workers_and_resumes_identical(tmp_path):
+    """The parent of a pool killed with SIGKILL cannot end its workers: they notice it is gone
+    and end within seconds, and the rerun ends with the uninterrupted grid."""
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs /proc's children lists to find the workers")
+    args = [a if a != "1" or GRID[i - 1] != "--workers" else "2"
+            for i, a in enumerate(GRID)] + ["--tasks", "24"]
+    ref, out, log = tmp_path / "ref", tmp_path / "out", tmp_path / "events.log"
+    assert main(args + ["--out", str(ref)]) == 0
+    proc = _start_logged(args, out, log)
+    workers: set[int] = set()
+    end = time.monotonic() + 120
+    # After the first chunk is written, while the workers train the next ones.
+    while time.monotonic() < end and proc.poll() is None:
+        workers = {int(w) for w in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                   .read_text().split()}
+        if log.is_file() and log.read_text().splitlines().count("after manifest.json") >= 2:
+            break
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and workers
+    end = time.monotonic() + 30
+    while time.monotonic() < end and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and "spawn" in Path(f"/proc/{w}/cmdline").read_text(errors="replace")]
+    assert not alive, f"workers {alive} outlived their killed parent"
+    assert 1 <= check_on_disk(out) < 48
+    assert main(args + ["--out", str(out)]) == 0
+    assert_same_collection(out, ref)

@@ -17,6 +17,9 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
+import threading
+import time
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
@@ -56,8 +59,29 @@ def _grid_worker_init(cfg: dict[str, Any]) -> None:
     and only the parent decides what a stop saves, so workers ignore SIGINT; the parent ends
     them (SIGTERM) when it stops."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_worker)
+    # A parent killed with SIGKILL cannot end its workers, and a pool worker holds its own end
+    # of the task pipe, so it would wait for tasks forever: it ends when its parent is gone.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _grid_init(cfg)
     _W["worker"] = True
+
+
+def _end_worker(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker (the parent ends the pool as it stops): exit through Python's normal
+    shutdown, which releases the semaphores this process made (tqdm's lock among them); being
+    killed outright would leave multiprocessing to report them as leaked."""
+    # The exit is under way: a second SIGTERM (the group's, then the pool's) must not break
+    # into it with another SystemExit.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(5 * _POLL_S)
+        if os.getppid() != parent:  # re-parented: the collecting process is gone
+            os._exit(0)
 
 
 # How often (seconds) the parent, waiting for a chunk, looks whether a stop was requested.
@@ -116,7 +140,7 @@ def _train_task(bits: str) -> _TaskResult:
         if c.get("worker"):
             # The parent ended this worker (SIGTERM) as it stops: there is nothing to save
             # here, and a KeyboardInterrupt out of a pool worker would print a traceback.
-            os._exit(0)
+            _end_worker(signal.SIGTERM, None)
         raise
     return out
 
