@@ -5,7 +5,7 @@ settings that cannot work under `accelerate launch`; plus the refusals of issue 
 refused `collect` leaves the file system as it found it). Each case states its expected outcome:
 a clear one-line error naming the culprit (exit 2 on the command line, no traceback), or the
 right result. Only public names are used; models and collections are tiny and made here.
-docs/reliability_sweep.md lists every case.
+docs/reliability.md (section 11) lists every case.
 """
 
 from __future__ import annotations

@@ -235,11 +235,10 @@ def test_outputs_get_the_mode_of_a_plain_open_under_the_umask(tmp_path, umask, m
     out = io.prepare_output_dir(tmp_path / "out", kind="samples")
     io.write_json(out / "a.json", {"x": 1})
     io.save_safetensors(out / "sub" / "m.safetensors", {"w": torch.ones(2)})
-    io.save_torch(out / "t.pt", {"w": 1})
     with io.SafetensorsStreamWriter(out / "s.safetensors", [("w", [2], torch.float32)]) as w:
         w.write("w", torch.ones(2))
     CheckpointSet.from_state_dicts([{"w": torch.ones(2)}]).save(out / "ckpts")
-    files = [out / "a.json", out / "sub" / "m.safetensors", out / "t.pt", out / "s.safetensors",
+    files = [out / "a.json", out / "sub" / "m.safetensors", out / "s.safetensors",
              out / io.OUTPUT_MARKER, out / "ckpts" / MANIFEST,
              out / "ckpts" / "ckpt_00000.safetensors"]
     assert {f.name: oct(_mode(f)) for f in files} == {f.name: oct(file_mode) for f in files}
@@ -266,3 +265,39 @@ def test_a_temporary_is_private_while_it_fills(tmp_path, umask, monkeypatch) -> 
     io.save_safetensors(tmp_path / "m.safetensors", {"w": torch.ones(2)})
     assert seen == [0o600]
     assert _mode(tmp_path / "m.safetensors") == 0o644
+
+
+@pytest.mark.parametrize("write", ["json", "safetensors", "stream"])
+def test_a_write_syncs_its_file_before_the_rename_and_its_folder_after(tmp_path, monkeypatch,
+                                                                       write) -> None:
+    """Issue 24: a write that returned survives a power cut. The file's bytes are synced before
+    its name replaces the old one (else a crash can leave the new name on empty bytes), and the
+    folder after (else the rename itself can be lost)."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync-dir" if os.path.isdir(target) else "fsync-file",
+                       Path(target).name))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(("rename", Path(dst).name))
+        real_replace(src, dst)
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to tell a file's descriptor from a folder's")
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "out"
+    if write == "json":
+        io.write_json(target, {"x": 1})
+    elif write == "safetensors":
+        io.save_safetensors(target, {"w": torch.ones(2)})
+    else:
+        with io.SafetensorsStreamWriter(target, [("w", [2], torch.float32)]) as w:
+            w.write("w", torch.ones(2))
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync-file", "rename", "fsync-dir"], events
+    assert events[0][1].startswith(".out.") and events[2][1] == tmp_path.name

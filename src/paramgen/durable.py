@@ -28,21 +28,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from paramgen import io
-
-
-def fsync_folder(folder: str | os.PathLike) -> None:
-    """Make the renames and deletions in ``folder`` durable (a no-op where folders cannot be
-    opened for syncing, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse to sync a folder; the renames stand anyway
-        pass
-    finally:
-        os.close(fd)
+from paramgen.io.atomic import fsync_folder  # re-exported: train_state and others import it here
 
 
 def pending_path(json_path: str | os.PathLike) -> Path:
@@ -81,11 +67,11 @@ def write_pair(weights_path: str | os.PathLike, tensors: Mapping[str, torch.Tens
     digest = hashlib.sha256(data).hexdigest()
     meta = {**meta, checksum_key: digest}
     pending = pending_path(json_path)
+    # Each write syncs its file and its folder before it returns (paramgen.io.atomic), so the
+    # three steps reach the disk in this order.
     io.write_json(pending, meta)
-    fsync_folder(pending.parent)
     io.write_bytes(weights_path, data)
     del data
-    fsync_folder(weights_path.parent)
     io.write_json(json_path, meta)
     pending.unlink(missing_ok=True)
     fsync_folder(json_path.parent)

@@ -19,6 +19,9 @@ from typing import Any
 
 SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None))
                 if s is not None)
+# The StopRequests installed now in the main thread, outermost first (loops nest: collect's
+# loop over runs encloses the Engine's loop over steps).
+_ACTIVE: list["StopRequests"] = []
 
 
 class Interrupted(KeyboardInterrupt):
@@ -26,11 +29,14 @@ class Interrupted(KeyboardInterrupt):
     handles Ctrl-C handles it, and ``except Exception`` does not swallow it)."""
 
     def __init__(self, signum: int, step: int | None = None,
-                 saved_to: str | os.PathLike | None = None, what: str = "step") -> None:
+                 saved_to: str | os.PathLike | None = None, what: str = "step",
+                 of: int | None = None) -> None:
+        # ``step``: how many units (``what``: steps, tasks) are done and saved, of ``of``.
         self.signum = int(signum)
         self.step = step
         self.saved_to = saved_to
         self.what = what
+        self.of = of
         super().__init__(str(self))
 
     @property
@@ -47,6 +53,8 @@ class Interrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         at = f" at {self.what} {self.step}" if self.step is not None else ""
+        if at and self.of is not None:
+            at += f" of {self.of}"
         if self.saved_to is None:
             return f"interrupted{at} ({self.signal_name}); nothing was saved (no workdir)"
         return (f"interrupted{at} ({self.signal_name}); state saved to {self.saved_to}; run the "
@@ -70,6 +78,12 @@ class StopRequests:
         self.signal = signum
         # The next signal acts as it would have: restore the handlers now.
         self._restore()
+        # Enclosing loops (collect's loop over runs around the Engine's) learn of it too, and
+        # give back their handlers in turn, so a second signal still gets the user out.
+        for outer in reversed(_ACTIVE):
+            if outer is not self and outer.signal is None:
+                outer.signal = signum
+                outer._restore()
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -82,6 +96,14 @@ class StopRequests:
     def install(self) -> "StopRequests":
         """Start recording the signals (what ``with`` does on entry); returns self."""
         if threading.current_thread() is not threading.main_thread():
+            return self
+        _ACTIVE.append(self)
+        # An enclosing loop's request (a signal while this inner loop was being set up) is this
+        # loop's too: it stops at its first safe point, not after all its work. The handlers
+        # stay as that signal left them, so a second signal gets the user out.
+        pending = [outer.signal for outer in _ACTIVE if outer.signal is not None]
+        if pending:
+            self.signal = self.signal or pending[-1]
             return self
         for signum in SIGNALS:
             try:
@@ -98,6 +120,8 @@ class StopRequests:
     def uninstall(self) -> None:
         """Give the signals back their earlier handlers (what ``with`` does on exit)."""
         self._restore()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
 
     def __enter__(self) -> "StopRequests":
         return self.install()
@@ -106,8 +130,8 @@ class StopRequests:
         self.uninstall()
 
     def interrupted(self, step: int | None = None, saved_to: str | os.PathLike | None = None,
-                    what: str = "step") -> Interrupted:
+                    what: str = "step", of: int | None = None) -> Interrupted:
         """The exception to raise once the requested stop's state is saved."""
         if self.signal is None:
             raise RuntimeError("no stop was requested")
-        return Interrupted(self.signal, step=step, saved_to=saved_to, what=what)
+        return Interrupted(self.signal, step=step, saved_to=saved_to, what=what, of=of)

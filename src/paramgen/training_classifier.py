@@ -4,7 +4,7 @@ Collection runs, task grids, the shared start of a warm-started grid, adapter ba
 and the fine-tuning evaluation all train a classifier with cross-entropy on in-memory tensors.
 They do it here, through :class:`paramgen.training.Engine`, so they share its device handling,
 its learning-rate schedules (:meth:`Stage.lr_at`, the only one in paramgen), AdamW, its progress
-bar and its resume format (safetensors + JSON, :mod:`paramgen.train_state`). What a caller
+bar and its resume format (one safetensors file, :mod:`paramgen.train_state`). What a caller
 describes is a list of :class:`Phase` (steps, lr, schedule, which parameters learn) and, through
 ``on_step``, what happens after a step (score, save a checkpoint).
 
@@ -215,9 +215,9 @@ def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, phases: Sequence[Phas
         try:
             train_state.load(workdir)
         except ValueError as exc:
-            # A kill between the writes of one save can leave a state that cannot be read. A
-            # classifier's training replays bit for bit from its seed, so starting it over loses
-            # time, never results.
+            # A state that cannot be read (an earlier version's two-file save torn by a kill, a
+            # damaged disk; a save of this version is one atomic file). A classifier's training
+            # replays bit for bit from its seed, so starting it over loses time, never results.
             notices.warn(f"{exc}. Removed it: this training starts over from step 0")
             train_state.remove(workdir)
     dev = resolve_device(x.device if device is None else device)

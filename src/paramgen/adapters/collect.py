@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import torch
 
 from paramgen.adapters.recipe import LoraRecipe
+from paramgen.interrupts import Interrupted, StopRequests
 
 __all__ = ["collect_adapters"]
 
@@ -99,6 +100,10 @@ def collect_adapters(data: str, out: str | os.PathLike, tasks: str | int | Itera
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: one thread is fastest (see paramgen.collect)
+    # Ctrl-C / SIGTERM: the adapters that finished are kept (the manifest is flushed), the one
+    # in training is redone by the rerun; a stop takes one training step or one adapter's end.
+    stop = StopRequests().install()
+    done: set[str] = set()
     try:
         base_model, base_cfg = _base_for(out, base, data, list(x_tr.shape[1:]), seed,
                                          pretrain_steps, data_root, base_kwargs, log)
@@ -118,12 +123,14 @@ def collect_adapters(data: str, out: str | os.PathLike, tasks: str | int | Itera
                 "base_dir": str((out / "base").resolve()), "base": base_cfg,
                 "train": settings, "seed": seed}
         writer = CheckpointWriter(out, info=info)
-        done = {p.get("task") for p in writer.provenances}
+        done.update(p.get("task") for p in writer.provenances)
         todo = [t for t in task_list if t not in done]
         bar = progress_bar(len(task_list), f"{'dora' if recipe.dora else 'lora'}/{data} adapters",
                         progress, initial=len(task_list) - len(todo))
         try:
             for i, bits in enumerate(todo):
+                if stop.signal is not None:
+                    break
                 task_seed = seed * (2 ** n_cls) + int(bits, 2) - 1
                 model = copy.deepcopy(first)  # the shared initial adapter, on the base
                 train_adapter(model, x_tr, pdata.relabel(y_tr, bits), seed=task_seed, **settings)
@@ -138,11 +145,18 @@ def collect_adapters(data: str, out: str | os.PathLike, tasks: str | int | Itera
                            provenance={"task": bits, "seed": task_seed,
                                        "peft_dir": f"peft/{bits}"},
                            flush=(i + 1) % _FLUSH_EVERY == 0)
+                done.add(bits)
                 bar.update(1)
                 bar.set_postfix({"bal": f"{metrics['balanced_accuracy']:.3f}"})
         finally:
-            writer.flush()
+            writer.close()  # flushes the manifest and releases the folder's lock, error or not
             bar.close()
+    except Interrupted as exc:  # from a training in progress (the base's or an adapter's)
+        stop.signal = exc.signum
     finally:
+        stop.uninstall()
         torch.set_num_threads(threads)
+    if stop.signal is not None:
+        raise Interrupted(stop.signal, step=sum(t in done for t in task_list), saved_to=out,
+                          what="adapter", of=len(task_list))
     return CheckpointSet.load(out)

@@ -66,10 +66,19 @@ class CheckpointWriter:
         # waits, then continues from what this one wrote instead of overwriting it.
         self._lock = io.FolderLock(self.directory).acquire()
         try:
+            self._discard_partial()
             self._open(info)
         except BaseException:
             self._lock.release()
             raise
+
+    def _discard_partial(self) -> None:
+        """Delete the temporary files of this folder's writes that a kill cut short (a
+        checkpoint or the manifest, named ``.NAME.*.tmp`` by the atomic writer). Under the lock
+        no other writer's write is in progress, and the names are only ever this writer's."""
+        for pattern in (f".{MANIFEST}.*.tmp", ".ckpt_*.safetensors.*.tmp"):
+            for tmp in self.directory.glob(pattern):
+                tmp.unlink(missing_ok=True)
 
     def _open(self, info: Mapping[str, Any] | None) -> None:
         self._info = dict(jsonable(dict(info or {}), "info"))

@@ -3,6 +3,11 @@
 Each task trains with class-balanced weights and saves a few checkpoints near the end of its
 training, conditioned on its task bits. Tasks run in a pool of worker processes; the parent
 writes results, so a rerun skips tasks already in the folder.
+
+Ctrl-C and SIGTERM stop a grid within a moment (the step in progress, or a fifth of a second
+while the parent waits for a chunk): what finished is in the folder already (one manifest write
+per chunk), the workers are ended, and :class:`paramgen.interrupts.Interrupted` names how many
+tasks are done. A task keeps no training state; the rerun trains the tasks not in the folder.
 """
 
 
@@ -11,12 +16,18 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
 from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
 
 from paramgen.checkpoints import CheckpointSet, CheckpointWriter
+from paramgen.interrupts import Interrupted, StopRequests
 from paramgen.training_classifier import Phase, cpu_state, fit_classifier, progress_bar, \
     warmup_for
 
@@ -41,6 +52,40 @@ def _grid_init(cfg: dict[str, Any]) -> None:
                                         allow_pickle=cfg["allow_pickle"])
     _W.clear()
     _W.update(cfg, x_tr=x_tr, y_tr=y_tr, x_te=x_te, y_te=y_te)
+
+
+def _grid_worker_init(cfg: dict[str, Any]) -> None:
+    """Start-up of a worker process: Ctrl-C at a terminal reaches every process of its group,
+    and only the parent decides what a stop saves, so workers ignore SIGINT; the parent ends
+    them (SIGTERM) when it stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_worker)
+    # A parent killed with SIGKILL cannot end its workers, and a pool worker holds its own end
+    # of the task pipe, so it would wait for tasks forever: it ends when its parent is gone.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _grid_init(cfg)
+    _W["worker"] = True
+
+
+def _end_worker(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker (the parent ends the pool as it stops): exit through Python's normal
+    shutdown, which releases the semaphores this process made (tqdm's lock among them); being
+    killed outright would leave multiprocessing to report them as leaked."""
+    # The exit is under way: a second SIGTERM (the group's, then the pool's) must not break
+    # into it with another SystemExit.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(5 * _POLL_S)
+        if os.getppid() != parent:  # re-parented: the collecting process is gone
+            os._exit(0)
+
+
+# How often (seconds) the parent, waiting for a chunk, looks whether a stop was requested.
+_POLL_S = 0.2
 
 
 _TaskResult = list[tuple[dict[str, torch.Tensor], dict[str, float], dict[str, Any]]]
@@ -87,9 +132,16 @@ def _train_task(bits: str) -> _TaskResult:
 
     # A task takes well under a second: it resumes by being redone (the folder skips the tasks
     # it holds), so it keeps no training state of its own.
-    fit_classifier(model, c["x_tr"], y_tr, _grid_phase(steps, c["lr"]),
-                   batch_size=c["batch_size"], seed=seed, class_weight=class_weights(y_tr),
-                   on_step=on_step, desc=f"task {bits}")
+    try:
+        fit_classifier(model, c["x_tr"], y_tr, _grid_phase(steps, c["lr"]),
+                       batch_size=c["batch_size"], seed=seed, class_weight=class_weights(y_tr),
+                       on_step=on_step, desc=f"task {bits}")
+    except Interrupted:
+        if c.get("worker"):
+            # The parent ended this worker (SIGTERM) as it stops: there is nothing to save
+            # here, and a KeyboardInterrupt out of a pool worker would print a traceback.
+            _end_worker(signal.SIGTERM, None)
+        raise
     return out
 
 
@@ -110,6 +162,38 @@ def _pretrain_all_classes(arch: str, in_shape: tuple, n_cls: int, kw: dict, data
 
 def _train_chunk(tasks: list[str]) -> list[tuple[str, _TaskResult]]:
     return [(t, _train_task(t)) for t in tasks]
+
+
+def _run_in_process(cfg: dict[str, Any], chunks: list[list[str]], write, stop: StopRequests
+                    ) -> None:
+    prev = torch.get_num_threads()
+    _grid_init(cfg)  # one thread: these models are too small to gain from more
+    try:
+        for ch in chunks:
+            if stop.signal is not None:
+                return
+            write(_train_chunk(ch))
+    finally:
+        torch.set_num_threads(prev)  # in-process: give the caller its threading back
+
+
+def _run_in_pool(cfg: dict[str, Any], chunks: list[list[str]], write, stop: StopRequests,
+                 workers: int) -> None:
+    ctx = mp.get_context("spawn")
+    # Leaving the with block terminates the pool: on a stop, the workers end mid-task.
+    with ctx.Pool(min(workers, len(chunks)), initializer=_grid_worker_init,
+                  initargs=(cfg,)) as pool:
+        results = pool.imap(_train_chunk, chunks)  # ordered: a deterministic manifest
+        for _ in chunks:
+            while True:
+                if stop.signal is not None:
+                    return
+                try:
+                    res = results.next(timeout=_POLL_S)
+                    break
+                except mp.TimeoutError:
+                    continue
+            write(res)
 
 
 def collect_tasks(arch: str, data: str, out: str | os.PathLike,
@@ -175,10 +259,6 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
         cfg = {"arch": arch, "data": data, "data_root": data_root, "allow_pickle": allow_pickle,
                "in_shape": in_shape, "model_kwargs": kw, "lr": lr, "steps": steps,
                "per_task": per_task, "batch_size": batch_size, "seed": seed, "init_state": None}
-        if warm_start and todo:
-            cfg["init_state"] = _pretrain_all_classes(arch, in_shape, n_cls, kw, data, data_root,
-                                                      allow_pickle, steps, lr, seed)
-            cfg["lr"] = lr / 4
         workers = max(1, int(workers))
         if chunk_size is None:
             # Several chunks per worker balance the load; a chunk is the unit of manifest writes.
@@ -196,21 +276,27 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
                 bar.update(1)
             writer.flush()  # one manifest write per chunk: the 1022-task grid stays I/O-light
 
+        stop = StopRequests().install()  # Ctrl-C / SIGTERM: keep what finished, then stop
         try:
-            if workers == 1 or len(chunks) <= 1:
-                prev = torch.get_num_threads()
-                _grid_init(cfg)  # one thread: these models are too small to gain from more
-                try:
-                    for ch in chunks:
-                        write(_train_chunk(ch))
-                finally:
-                    torch.set_num_threads(prev)  # in-process: give the caller its threading back
-            else:
-                ctx = mp.get_context("spawn")
-                with ctx.Pool(min(workers, len(chunks)), initializer=_grid_init,
-                              initargs=(cfg,)) as pool:
-                    for res in pool.imap(_train_chunk, chunks):  # ordered: a deterministic manifest
-                        write(res)
+            try:
+                if warm_start and todo:
+                    cfg["init_state"] = _pretrain_all_classes(arch, in_shape, n_cls, kw, data,
+                                                              data_root, allow_pickle, steps,
+                                                              lr, seed)
+                    cfg["lr"] = lr / 4
+                if workers == 1 or len(chunks) <= 1:
+                    _run_in_process(cfg, chunks, write, stop)
+                else:
+                    _run_in_pool(cfg, chunks, write, stop, workers)
+            except Interrupted as exc:  # from a training in this process; chunks are written
+                stop.signal = exc.signum
+            if stop.signal is not None:
+                writer.flush()
+                saved = Counter(p.get("task") for p in writer.provenances)
+                done = sum(1 for t in task_list if saved[t] >= per_task)
+                raise Interrupted(stop.signal, step=done, saved_to=out, what="task",
+                                  of=len(task_list))
         finally:
+            stop.uninstall()
             bar.close()
     return CheckpointSet.load(out)

@@ -3,8 +3,13 @@
 RPG §3.1 / appendix, p-diff §3. The continuation updates every parameter (`trainable="all"`,
 RPG) or only a subset with the rest frozen (e.g. the last two normalization layers, p-diff).
 Several runs with distinct seeds give distinct "basins". A run in progress resumes from its last
-saved training state (safetensors + JSON in `OUT/.resume/run_R/`, see `paramgen.train_state`):
+saved training state (one safetensors file in `OUT/.resume/run_R/`, see `paramgen.train_state`):
 every run trains through `paramgen.training_classifier`, on the Engine.
+
+Crash consistency: at a checkpoint step the checkpoint file is written, then the manifest that
+lists it, then the training state; each write is atomic. A kill between any two leaves a folder
+whose rerun replays from the last state and skips the checkpoints the manifest lists, and a
+checkpoint file the manifest does not list yet is written again with the same bytes.
 """
 
 
@@ -22,6 +27,7 @@ from torch import nn
 from paramgen import train_state
 from paramgen.checkpoints import CheckpointSet, CheckpointWriter
 from paramgen.collect.trainable import frozen_norms, resolve_trainable, varying_keys
+from paramgen.interrupts import StopRequests
 from paramgen.training import resolve_device
 from paramgen.training_classifier import Phase, cpu_state, fit_classifier, warmup_for
 
@@ -176,12 +182,18 @@ def collect(arch: str, data: str, out: str | os.PathLike, n: int = 50, runs: int
     threads = torch.get_num_threads()
     if dev.type == "cpu" and sum(p.numel() for p in probe.parameters()) < _SINGLE_THREAD_BELOW:
         torch.set_num_threads(1)
+    # Ctrl-C / SIGTERM: inside a run the Engine saves the step it hit and stops (its handler
+    # replaces this one while it trains); between runs, this one stops before the next run.
+    stop = StopRequests().install()
     try:
         tensors = tuple(t.to(dev) for t in (x_tr, y_tr, x_te, y_te))
         with CheckpointWriter(plan.out, info=info) as writer:
             for r in range(runs):
+                if stop.signal is not None:
+                    raise stop.interrupted(r, saved_to=plan.out, what="run", of=runs)
                 _collect_run(plan, r, writer, tensors, progress, callback)
     finally:
+        stop.uninstall()
         torch.set_num_threads(threads)
     return CheckpointSet.load(plan.out)
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from paramgen.commands.adapter_options import add_collect_arguments, collect_from_args
+from paramgen.interrupts import Interrupted
 
 HELP = "train a model and save checkpoints along the way (single task, runs, task grids)"
 
@@ -212,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
                           kind="checkpoints")
     try:
         ckpts = _collect(args, arch, hidden, progress=not args.no_progress)
+    except Interrupted:
+        raise  # stopped on a signal after saving: the folder is what the rerun resumes
     except BaseException:
         _undo_prepare(out, created, marked)
         raise

@@ -1,7 +1,8 @@
 """Safe file-system writes, one idea per module:
 
-* `atomic`: atomic writes; a reader never sees a torn file, an interrupted writer leaves the old
-  one (`write_bytes`, `write_text`, `write_json`, `save_safetensors`, `save_torch`).
+* `atomic`: atomic, durable writes; a reader never sees a torn file, an interrupted writer
+  leaves the old one, a returned write survives a power cut (`write_bytes`, `write_text`,
+  `write_json`, `save_safetensors`; `fsync_folder` for renames and deletions of one's own).
 * `stream`: `SafetensorsStreamWriter`, a safetensors file written piece by piece.
 * `dtypes`: the safetensors dtype codes and the dtype names manifests and configs use.
 * `modes`: outputs get the mode a plain open() gives under the user's umask; temporaries and
@@ -16,7 +17,7 @@
 
 from __future__ import annotations
 
-from paramgen.io.atomic import save_safetensors, save_torch, write_bytes, write_json, write_text
+from paramgen.io.atomic import fsync_folder, save_safetensors, write_bytes, write_json, write_text
 from paramgen.io.dtypes import SAFETENSORS_CODES, SAFETENSORS_DTYPES, dtype_name, parse_dtype
 from paramgen.io.errors import OutputError, describe_os_error
 from paramgen.io.locks import LOCK_FILE, FolderLock
@@ -35,7 +36,7 @@ from paramgen.io.written import OUTPUT_MARKER
 __all__ = [
     "LOCK_FILE", "OUTPUT_MARKER", "SAFETENSORS_CODES", "SAFETENSORS_DTYPES", "FolderLock",
     "OutputError", "SafetensorsStreamWriter", "check_writable", "describe_os_error",
-    "discard_if_unused", "dtype_name", "file_mode", "output_kind", "parse_dtype",
-    "prepare_output_dir", "remove_written", "save_safetensors", "save_torch", "write_bytes",
+    "discard_if_unused", "dtype_name", "file_mode", "fsync_folder", "output_kind",
+    "parse_dtype", "prepare_output_dir", "remove_written", "save_safetensors", "write_bytes",
     "write_json", "write_text", "written_files",
 ]

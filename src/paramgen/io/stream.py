@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from paramgen.io.atomic import fsync_folder
 from paramgen.io.dtypes import SAFETENSORS_CODES
 from paramgen.io.modes import publish
 from paramgen.io.written import log_written
@@ -98,6 +99,7 @@ class SafetensorsStreamWriter:
         except BaseException:
             self.abort()
             raise
+        fsync_folder(self.path.parent)  # the rename, too, survives a power cut
         log_written(self.path)
         return self.path
 
