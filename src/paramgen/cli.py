@@ -30,6 +30,7 @@ COMMANDS = {
     "generate": "paramgen.commands.generate",
     "demo": "paramgen.commands.demo",
     "align": "paramgen.commands.align",
+    "generators": "paramgen.commands.generators",
 }
 
 SUMMARIES = {
@@ -41,6 +42,7 @@ SUMMARIES = {
     "demo": "the whole pipeline on digits in a few minutes: collect, train, sample, evaluate",
     "align": ("permute a collection's checkpoints into one basin (independent runs, "
               "cold-started tasks)"),
+    "generators": "list the pretrained generators that ship with paramgen (usable as --gen NAME)",
 }
 
 EXIT_BAD_INPUT = 2
