@@ -55,7 +55,8 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
     text = str(path_or_name)
     if text in names():
         return root() / text
-    raise FileNotFoundError(f"{text} not found: it is not a saved generator folder, nor the name "
+    raise FileNotFoundError(f"{text} not found: it is not a saved generator folder (config.json + "
+                            "model.safetensors), nor the name "
                             f"of a shipped generator (shipped: {', '.join(names()) or 'none'}; "
                             "`paramgen generators` lists them)")
 
