@@ -33,7 +33,8 @@ def describe(name: str) -> dict:
     info = config.get("collection_info") or {}
     return {"name": name, "folder": str(where), "size_bytes": pretrained.size_bytes(name),
             "method": config.get("method"), "preset": config.get("preset"),
-            "arch": info.get("arch"), "data": info.get("data"), "in_shape": info.get("in_shape"),
+            # an adapter grid names its base's architecture under "base"
+            "arch": info.get("arch") or (info.get("base") or {}).get("arch"), "data": info.get("data"), "in_shape": info.get("in_shape"),
             "classes": info.get("class_names"), "adapters": "peft_config" in info,
             "quality": pretrained.quality(name)}
 
