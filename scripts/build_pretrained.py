@@ -216,7 +216,12 @@ def main() -> None:
     collect = spec["collect"] + ["--out", "grid", "--no-progress"]
     train = ["train", "--ckpts", "grid", *spec["train"][1:], "--steps", str(steps),
              "--out", "gen", "--quiet"]
-    timings = {"collect_seconds": round(run_paramgen(collect, work / "collect.log", work), 1)}
+    took = run_paramgen(collect, work / "collect.log", work)
+    # A rerun resumes a finished collection in seconds: keep the time of the run that did the
+    # work (collect prints "time: N s" each run; the first one in the log collected).
+    done = re.findall(r"^time: ([0-9.]+) s", (work / "collect.log").read_text(errors="replace"),
+                      flags=re.M)
+    timings = {"collect_seconds": float(done[0]) if done else round(took, 1)}
     if (work / "gen" / "config.json").is_file() and (work / "gen" / "split.json").is_file():
         print(f"training done earlier: {work / 'gen'}")
         took = re.findall(r"trained \S+ .* in (\d+) s -> ", (work / "train.log").read_text(
