@@ -31,10 +31,11 @@ def describe(name: str) -> dict:
     where = pretrained.folder(name)
     config = read_config(where)
     info = config.get("collection_info") or {}
+    # an adapter grid names its base's architecture under "base"
+    arch = info.get("arch") or (info.get("base") or {}).get("arch")
     return {"name": name, "folder": str(where), "size_bytes": pretrained.size_bytes(name),
-            "method": config.get("method"), "preset": config.get("preset"),
-            # an adapter grid names its base's architecture under "base"
-            "arch": info.get("arch") or (info.get("base") or {}).get("arch"), "data": info.get("data"), "in_shape": info.get("in_shape"),
+            "method": config.get("method"), "preset": config.get("preset"), "arch": arch,
+            "data": info.get("data"), "in_shape": info.get("in_shape"),
             "classes": info.get("class_names"), "adapters": "peft_config" in info,
             "quality": pretrained.quality(name)}
 
