@@ -35,6 +35,7 @@ COMMANDS = {
     "demo": "paramgen.commands.demo",
     "align": "paramgen.commands.align",
     "import": "paramgen.commands.import_",
+    "generators": "paramgen.commands.generators",
 }
 
 SUMMARIES = {
@@ -47,6 +48,7 @@ SUMMARIES = {
     "align": ("permute a collection's checkpoints into one basin (independent runs, "
               "cold-started tasks)"),
     "import": "turn a plain folder of .pt/.safetensors state dicts into a checkpoint collection",
+    "generators": "list the pretrained generators that ship with paramgen (usable as --gen NAME)",
 }
 
 EXIT_BAD_INPUT = 2

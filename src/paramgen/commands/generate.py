@@ -15,8 +15,10 @@ HELP = "generate a model for a task given as bits or a plain-English prompt"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gen", metavar="DIR",
-                        help="a task-conditioned generator (`paramgen train --condition-from "
-                             "manifest`); optional with --dry-run when --classes is given")
+                        help="a task-conditioned generator: a folder (`paramgen train "
+                             "--condition-from manifest`) or the name of one that ships with "
+                             "paramgen (digits-tasks, digits-lora: `paramgen generators`); "
+                             "optional with --dry-run when --classes is given")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--task", metavar="BITS",
                       help="one bit per class, 1 = positive class, e.g. 0101010101 (odd digits)")
@@ -101,10 +103,12 @@ def _understand(args: argparse.Namespace, names: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from paramgen import prompts
+    from paramgen import pretrained, prompts
 
     if not args.dry_run and (args.gen is None or args.out is None):
         raise ValueError("--gen and --out are required unless --dry-run")
+    if args.gen is not None:  # a shipped generator's name -> its folder (a path wins)
+        args.gen = str(pretrained.resolve(args.gen))
     info = _generator_info(args.gen) if args.gen else {}
     if info.get("_method"):  # (a folder without one is refused when it is loaded)
         _check_takes_a_task(args.gen, str(info["_method"]))

@@ -312,8 +312,8 @@ class Generator(ABC):
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the generator folder: ``model.safetensors`` then ``config.json``
-        (:mod:`paramgen.methods.folder`)."""
+        """Write the generator folder (``config.json`` + ``model.safetensors``), so that a crash at
+        any instant leaves the old folder or the new one (:mod:`paramgen.methods.folder`)."""
         self._require_fitted()
         return folder.write_generator(self, path)
 

@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
+from paramgen import pretrained
 from paramgen.durable import read_committed_json, write_pair
 from paramgen.methods.registry import get_method
 
@@ -59,8 +60,9 @@ def write_generator(gen: "Generator", path: str | os.PathLike) -> Path:
 
 
 def read_generator(cls: type, path: str | os.PathLike) -> Any:
-    """A ``cls`` generator rebuilt from a folder written by :func:`write_generator`."""
-    path = Path(path)
+    """A ``cls`` generator rebuilt from a folder written by :func:`write_generator` (or the name
+    of a generator shipped with paramgen, :mod:`paramgen.pretrained`)."""
+    path = pretrained.resolve(path)
     config = read_config(path, cls.method)
     tensors = read_weights(path, config)
     where = path / "config.json"
@@ -71,7 +73,7 @@ def read_generator(cls: type, path: str | os.PathLike) -> Any:
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
     gen.preset = config.get("preset")
-    gen.collection_info = dict(config.get("collection_info") or {})
+    gen.collection_info = pretrained.localize(dict(config.get("collection_info") or {}), path)
     gen._condition_dim = config.get("condition_dim")
     rng = config.get("condition_range")
     gen._condition_range = tuple(rng) if rng else None
@@ -88,8 +90,9 @@ def read_generator(cls: type, path: str | os.PathLike) -> Any:
 
 
 def read_config(path: str | os.PathLike, method: str | None = None) -> dict:
-    """A generator folder's ``config.json``, checked (format, version, ``method`` if given)."""
-    path = Path(path)
+    """A generator folder's ``config.json``, checked (format, version, ``method`` if given);
+    ``path`` may name a shipped generator (a path that exists wins)."""
+    path = pretrained.resolve(path)
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: {path} is not a saved generator "
@@ -132,7 +135,9 @@ def read_weights(path: Path, config: dict) -> dict[str, Tensor]:
 
 
 def load_generator(path: str | os.PathLike) -> Any:
-    """Load any saved generator, whatever its method."""
+    """Load any saved generator, whatever its method: a folder, or the name of a generator that
+    ships with paramgen (``"digits-tasks"``; a path that exists wins over a name)."""
+    path = pretrained.resolve(path)
     config = read_config(path)
     name = config.get("method")
     try:
