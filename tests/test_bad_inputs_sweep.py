@@ -342,7 +342,7 @@ def test_cli_option_errors_name_the_option(argv, words, capsys) -> None:
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("paramgen") and ": error: " in last, err
+    assert last.startswith(f"paramgen {argv[0]}: error: "), err  # the command is named
     for word in words:
         assert word in last, (word, last)
 
@@ -854,3 +854,23 @@ def test_folder_import_unwraps_a_nested_training_checkpoint(tmp_path) -> None:
     torch.save({"state_dict": {"model": _SD4}, "epoch": 3}, tmp_path / "a.pt")
     ckpts = pg.CheckpointSet.import_folder(tmp_path, allow_pickle=True)
     assert len(ckpts) == 1 and all(torch.equal(ckpts[0][k], _SD4[k]) for k in _SD4)
+
+
+def test_a_huge_prompt_of_unknown_words_gives_a_short_error() -> None:
+    """A pasted document: the error shows the start of the prompt, its length, and a dozen of
+    its unknown words, not the whole text."""
+    def word(i: int) -> str:  # distinct letter-only nonsense words: zqa, zqb, ..., zqba, ...
+        letters = ""
+        while True:
+            i, r = divmod(i, 26)
+            letters = chr(97 + r) + letters
+            if not i:
+                return "zq" + letters
+
+    words = " ".join(word(i) for i in range(30_000))
+    with pytest.raises(ValueError) as info:
+        pg.prompts.parse_prompt(words)
+    first = str(info.value).splitlines()[0]
+    assert len(first) < 1_000, len(first)
+    assert f"({len(words):,} characters)" in first and "'zqa'" in first
+    assert "and 29,988 more" in first

@@ -162,17 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args, extra = parser.parse_known_args(argv)
+    # A command's option at fault gets that command's usage, not the top-level one.
+    where = args._subparsers.get(args.command, parser) if args.command else parser
     if extra:
-        # The command's own usage and a suggestion, not the top-level usage: the typo is in
-        # one of the command's options.
-        where = args._subparsers.get(args.command, parser) if args.command else parser
         where.error(f"unrecognized arguments: {' '.join(extra)}")
     del args._subparsers
     if args.command is None:
         parser.print_help()
         return 0
     if args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
+        where.error(f"--threads must be >= 1, got {args.threads}")
     try:
         import torch
 

@@ -262,16 +262,30 @@ def _tokenize(text: str, lex: _Lexicon) -> list[_Tok]:
     return _tidy([tok for _, _, tok in matched if tok is not None])
 
 
+# How much of a prompt, and how many unknown words, an error shows: a pasted document must not
+# become a one-line error of a quarter of a million characters.
+SHOWN_PROMPT_CHARS = 200
+SHOWN_UNKNOWN_WORDS = 12
+
+
+def _shown_prompt(text: str) -> str:
+    if len(text) <= SHOWN_PROMPT_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_PROMPT_CHARS]!r}... ({len(text):,} characters)"
+
+
 def _raise_unknown(text: str, unknown: list[str], lex: _Lexicon) -> None:
     distinct = list(dict.fromkeys(unknown))
     # repr, not the raw word: a control character in a prompt (an escape sequence, a NUL) is
     # shown, never sent to the user's terminal.
-    quoted = ", ".join(repr(w) for w in distinct)
+    quoted = ", ".join(repr(w[:40]) for w in distinct[:SHOWN_UNKNOWN_WORDS])
+    if len(distinct) > SHOWN_UNKNOWN_WORDS:
+        quoted += f" and {len(distinct) - SHOWN_UNKNOWN_WORDS:,} more"
     plural = "words" if len(distinct) > 1 else "word"
-    lines = [f"could not understand the {plural} {quoted} in the prompt {text!r}"]
+    lines = [f"could not understand the {plural} {quoted} in the prompt {_shown_prompt(text)}"]
     vocabulary = sorted({k[0] for k, (kind, _) in lex.phrases.items()
                          if len(k) == 1 and kind != "skip" and k[0].isalpha()})
-    for word in distinct:
+    for word in distinct[:SHOWN_UNKNOWN_WORDS]:
         hint = _other_domain_hint(word, lex.domain)
         if hint:
             lines.append(f"  {hint}")
