@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -63,6 +64,10 @@ def _grid_worker_init(cfg: dict[str, Any]) -> None:
     # A parent killed with SIGKILL cannot end its workers, and a pool worker holds its own end
     # of the task pipe, so it would wait for tasks forever: it ends when its parent is gone.
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    # Run when the worker's task loop has ended and the process is on its way out: the pool's
+    # SIGTERM may still arrive then, and must not break into the exit (atexit callbacks
+    # printing a SystemExit traceback after every successful grid).
+    multiprocessing.util.Finalize(None, _W.__setitem__, args=("exiting", True), exitpriority=100)
     _grid_init(cfg)
     _W["worker"] = True
 
@@ -74,6 +79,8 @@ def _end_worker(signum: int, frame: Any) -> None:
     # The exit is under way: a second SIGTERM (the group's, then the pool's) must not break
     # into it with another SystemExit.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _W.get("exiting"):
+        return  # already leaving through Python's normal shutdown
     sys.exit(0)
 
 
