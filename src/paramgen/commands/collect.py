@@ -183,15 +183,8 @@ def _undo_prepare(out: Path, created: Path | None, marked: bool) -> None:
             empty = False
         if empty:
             io.remove_written(out)
-    if not io.discard_if_unused(out):
-        return
-    for parent in out.parents:  # the missing parents that prepare_output_dir made, if empty
-        if created != parent and created not in parent.parents:
-            break
-        try:
-            parent.rmdir()
-        except OSError:
-            break
+    if io.discard_if_unused(out):
+        io.discard_created_parents(out, created)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
                          "task with n checkpoints, --tasks a grid of them")
     # Before any training: an unusable or foreign --out fails now, not after the work.
     out = Path(args.out)
-    created = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
+    created = io.first_missing(out)
     marked = (out / io.OUTPUT_MARKER).exists()
     io.prepare_output_dir(args.out, overwrite=args.overwrite, owned=is_checkpoint_folder,
                           kind="checkpoints")

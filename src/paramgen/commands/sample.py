@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     # (so a later eval never scores stale models); anything else there is kept, and a foreign
     # non-empty folder is refused unless --overwrite.
     wanted = Path(args.out)
-    created = next((p for p in [*reversed(wanted.parents), wanted] if not p.exists()), None)
+    created = io.first_missing(wanted)
     out = io.prepare_output_dir(args.out, overwrite=args.overwrite, fresh=True,
                                 owned=_is_sample_folder,
                                 kind="samples")
@@ -169,13 +169,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         # e.g. a condition the generator refuses: no empty folder, nor the parents made for it
         if created is not None and io.discard_if_unused(out):
-            for parent in wanted.parents:
-                if parent != created and created not in parent.parents:
-                    break
-                try:
-                    parent.rmdir()
-                except OSError:
-                    break
+            io.discard_created_parents(wanted, created)
         raise
     print(f"wrote {len(paths)} models to {out}")
     return 0

@@ -24,7 +24,9 @@ from paramgen.io.locks import LOCK_FILE, FolderLock
 from paramgen.io.modes import file_mode
 from paramgen.io.output import (
     check_writable,
+    discard_created_parents,
     discard_if_unused,
+    first_missing,
     output_kind,
     prepare_output_dir,
     remove_written,
@@ -36,7 +38,8 @@ from paramgen.io.written import OUTPUT_MARKER
 __all__ = [
     "LOCK_FILE", "OUTPUT_MARKER", "SAFETENSORS_CODES", "SAFETENSORS_DTYPES", "FolderLock",
     "OutputError", "SafetensorsStreamWriter", "check_writable", "describe_os_error",
-    "discard_if_unused", "dtype_name", "file_mode", "fsync_folder", "output_kind",
+    "discard_created_parents", "discard_if_unused", "dtype_name", "file_mode",
+    "first_missing", "fsync_folder", "output_kind",
     "parse_dtype", "prepare_output_dir", "remove_written", "save_safetensors", "write_bytes",
     "write_json", "write_text", "written_files",
 ]

@@ -129,6 +129,27 @@ def discard_if_unused(path: str | os.PathLike) -> bool:
     return True
 
 
+def first_missing(path: str | os.PathLike) -> Path | None:
+    """The topmost folder of `path` (itself included) that does not exist yet: what preparing
+    `path` will create, and so what a refused command may take back."""
+    path = Path(path)
+    return next((p for p in [*reversed(path.parents), path] if not p.exists()), None)
+
+
+def discard_created_parents(path: str | os.PathLike, created: Path | None) -> None:
+    """Remove the empty parents of `path` up to `created` (from `first_missing`, before the
+    command made them); stops at the first one that is not empty or not its to remove."""
+    if created is None:
+        return
+    for parent in Path(path).parents:
+        if created != parent and created not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
 def written_files(path: str | os.PathLike) -> list[Path]:
     """The files paramgen logged as written in output folder `path` that are still there, each
     checked to lie inside `path` without passing through a link (so a link put in place of one
