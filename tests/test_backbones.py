@@ -331,9 +331,35 @@ def test_kernel_path_matches_pure_pytorch(monkeypatch):
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
+def _fake_conv(x, weight, bias=None, activation=None):
+    """causal_conv1d_fn's contract, in PyTorch: x [B, D, L], weight [D, W], causal, SiLU."""
+    width = weight.shape[-1]
+    y = F.conv1d(x, weight.unsqueeze(1), bias, padding=width - 1, groups=x.shape[1])
+    y = y[..., :x.shape[-1]]
+    return F.silu(y) if activation == "silu" else y
+
+
+def test_conv_kernel_path_matches_pure_pytorch(monkeypatch):
+    net = small("mamba", scan="ref")
+    x = torch.randn(2, 9, SMALL["d_in"])
+    expected = net(x)
+    calls = []
+
+    def conv_for(self, inp):
+        calls.append(1)
+        return _fake_conv
+
+    monkeypatch.setattr(MambaMixer, "_conv_kernel_for", conv_for)
+    monkeypatch.setattr(MambaMixer, "_kernel_for", lambda self, inp: _fake_kernel)
+    got = net(x)
+    assert calls, "conv kernel path not taken"
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
 def test_kernel_not_used_on_cpu():
     mixer = MambaMixer(8, d_state=3)
     assert mixer._kernel_for(torch.zeros(1)) is None
+    assert mixer._conv_kernel_for(torch.zeros(1)) is None
     try:
         import mamba_ssm  # noqa: F401
         importable = torch.cuda.is_available()

@@ -19,7 +19,8 @@ import torch
 
 from paramgen.backbones.common import Backbone
 from paramgen.backbones.lstm import LSTMBackbone
-from paramgen.backbones.mamba import MambaBackbone, MambaMixer, mamba_kernel_available
+from paramgen.backbones.mamba import (MambaBackbone, MambaMixer, causal_conv1d_available,
+                                      mamba_kernel_available)
 from paramgen.backbones.mlp import TokenMLPBackbone
 from paramgen.backbones.scan import SCANS, selective_scan
 from paramgen.backbones.transformer import TransformerBackbone
@@ -34,6 +35,7 @@ __all__ = [
     "TokenMLPBackbone",
     "TransformerBackbone",
     "build",
+    "causal_conv1d_available",
     "list_backbones",
     "mamba_kernel_available",
     "selective_scan",

@@ -4,8 +4,10 @@
 ``conv1d``, ``x_proj``, ``dt_proj``, ``A_log``, ``D``, ``out_proj``), so one state dict serves
 both paths:
 
-* CUDA input with ``mamba_ssm`` importable: the projections and the short convolution run in
-  PyTorch and the scan, gate and skip run in ``mamba_ssm``'s fused ``selective_scan_fn`` kernel.
+* CUDA input with ``mamba_ssm`` importable: the projections run in PyTorch and the scan, gate
+  and skip run in ``mamba_ssm``'s fused ``selective_scan_fn`` kernel; with ``causal_conv1d``
+  importable too (and ``d_conv`` <= 4, its limit), the short convolution and its SiLU run in
+  ``causal_conv1d_fn``, else in PyTorch's conv1d. ``benchmarks/gpu_check.py`` checks both on a GPU.
 * anything else: the pure-PyTorch scan of :mod:`paramgen.backbones.scan` (``"chunked"`` by
   default).
 """
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 from paramgen.backbones.common import ResidualStack, layer_sizes, scale_residual_out
 from paramgen.backbones.scan import SCANS, ssm_step
 
-__all__ = ["MambaBackbone", "MambaMixer", "mamba_kernel_available"]
+__all__ = ["MambaBackbone", "MambaMixer", "causal_conv1d_available", "mamba_kernel_available"]
 
 
 @lru_cache(maxsize=1)
@@ -35,9 +37,23 @@ def _cuda_selective_scan() -> Callable[..., Tensor] | None:
     return selective_scan_fn
 
 
+@lru_cache(maxsize=1)
+def _cuda_causal_conv1d() -> Callable[..., Tensor] | None:
+    try:
+        from causal_conv1d import causal_conv1d_fn
+    except Exception:  # ImportError, or a build that fails to load its extension
+        return None
+    return causal_conv1d_fn
+
+
 def mamba_kernel_available() -> bool:
     """True when ``mamba_ssm``'s CUDA selective-scan kernel can be imported."""
     return _cuda_selective_scan() is not None
+
+
+def causal_conv1d_available() -> bool:
+    """True when ``causal_conv1d``'s CUDA convolution kernel can be imported."""
+    return _cuda_causal_conv1d() is not None
 
 
 class MambaMixer(nn.Module):
@@ -90,6 +106,12 @@ class MambaMixer(nn.Module):
             return None
         return _cuda_selective_scan()
 
+    def _conv_kernel_for(self, x: Tensor) -> Callable[..., Tensor] | None:
+        # causal_conv1d's kernels exist for widths 2 to 4 only.
+        if not (self.use_kernel and x.is_cuda and 2 <= self.d_conv <= 4):
+            return None
+        return _cuda_causal_conv1d()
+
     def _delta(self, dt: Tensor) -> Tensor:
         # The step size sets exp(delta * A) for every state: keep it in float32 under autocast.
         with torch.autocast(device_type=dt.device.type, enabled=False):
@@ -100,7 +122,12 @@ class MambaMixer(nn.Module):
         length = x.shape[1]
         xz = self.in_proj(x)
         xi, z = xz.chunk(2, dim=-1)
-        u = F.silu(self.conv1d(xi.transpose(1, 2))[..., :length])  # [B, D_inner, L]
+        conv = self._conv_kernel_for(x)
+        if conv is not None:  # [B, D_inner, L]; the weight as [D_inner, d_conv]
+            u = conv(xi.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1),
+                     self.conv1d.bias, activation="silu")
+        else:
+            u = F.silu(self.conv1d(xi.transpose(1, 2))[..., :length])  # [B, D_inner, L]
         kernel = self._kernel_for(x)
         if kernel is not None:
             return self._forward_kernel(kernel, u, z)
