@@ -32,11 +32,13 @@ from paramgen.zoo.registry import (
     param_count,
     register,
 )
+from paramgen.zoo.resmlp import ResMLP
 from paramgen.zoo.resnet import ResNetMini
 from paramgen.zoo.vit import ViT
 
 __all__ = [
     "MLP",
+    "ResMLP",
     "ConvNeXtMini",
     "ConvNetMini",
     "InputSpec",

@@ -21,6 +21,9 @@ class IGPGConfig(SharedSettings):
     vectorization: str = setting("layer")
     chunk_size: int = setting(64)                # K: values per chunk
     tokens_per_chunk: int = setting(2)           # l: codebook tokens per chunk
+    # per-coordinate standardisation of the chunks before the VQ-VAE (coordinates.py, the
+    # collapse fix): over each training run ("run"), over the whole collection, or "off"
+    coordinates: str = setting("run")
     # Gumbel VQ-VAE (§2.2)
     codebook_size: int = setting(512)            # m
     code_dim: int = setting(32)
@@ -60,7 +63,8 @@ class IGPGConfig(SharedSettings):
             raise ValueError("IGPG generates every floating tensor of each architecture; "
                              f"keys={self.keys!r} (partial generation) is not supported")
         self._check_choices({"vectorization": VECTORIZATIONS,
-                             "dataset_condition": ("auto", "on", "off")})
+                             "dataset_condition": ("auto", "on", "off"),
+                             "coordinates": ("run", "collection", "off")})
         self._check_positive("chunk_size", "tokens_per_chunk", "codebook_size", "code_dim",
                              "vq_hidden", "prior_dim", "prior_layers", "prior_heads", "vq_steps",
                              "vq_batch", "prior_steps", "prior_batch", "sample_batch")
