@@ -306,6 +306,12 @@ def test_samples_stay_in_one_run_basin_and_vary():
         assert not any(torch.equal(sd["net.0.weight"], c["net.0.weight"]) for c in s)
     assert len({tuple(sd["net.0.weight"].flatten()[:50].tolist()) for sd in samples}) > 1
     assert gen.encode(s[4], "digits")[1] == 1     # its run's group
+    # the residual noise: what the VQ-VAE misses, per coordinate and run; 0 turns it off
+    assert gen.zoo[0].coords.residual.shape == gen.zoo[0].coords.mean.shape
+    plain = gen.sample(6, like=s[0], dataset="digits", seed=0, residual_noise=0.0)
+    again = gen.sample(6, like=s[0], dataset="digits", seed=0)
+    assert torch.equal(again[0]["net.0.weight"], samples[0]["net.0.weight"])
+    assert not torch.equal(plain[0]["net.0.weight"], samples[0]["net.0.weight"])
 
 
 def test_an_unseen_depth_borrows_one_source_by_relative_block_position():

@@ -55,6 +55,9 @@ class IGPGConfig(SharedSettings):
     # 0.7: at 1.0 an occasional unlikely token breaks a model (docs/igpg.md has the sweep)
     temperature: float = sampling(0.7)
     top_k: int | None = sampling(None)
+    # times the per-coordinate std of the VQ-VAE's reconstruction error added as Gaussian noise
+    # to each decoded chunk (coordinates.py; 0: the decoder's output as it is)
+    residual_noise: float = sampling(1.0)
     sample_batch: int = sampling(16)             # models whose tokens are drawn together
 
     def __post_init__(self) -> None:
@@ -77,5 +80,5 @@ class IGPGConfig(SharedSettings):
             raise ValueError(f"IGPGConfig.prior_heads={self.prior_heads} does not divide "
                              f"prior_dim={self.prior_dim}")
         self._check_finite("commitment", "codebook_weight", "vq_lr", "prior_lr", "weight_decay",
-                           "min_lr_ratio", "grad_clip", "dropout", low=0.0)
+                           "min_lr_ratio", "grad_clip", "dropout", "residual_noise", low=0.0)
         self._check_finite("tau_start", "tau_end", "temperature", low=1e-8)

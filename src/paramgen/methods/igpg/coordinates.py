@@ -10,6 +10,13 @@ or more checkpoints, else the whole collection): the VQ-VAE and the prior then s
 checkpoints of a basin differ, at unit scale, and a sample is decoded with one group's
 statistics, so all its chunks come from one basin. The statistics cost two values per parameter
 per group.
+
+What the VQ-VAE cannot represent of a checkpoint (measured: within a run the checkpoints differ
+by noise-like steps, and two tokens per chunk of 64 values reconstruct about 15% of that
+variance) is kept as a third statistic, the per-coordinate std of the training reconstructions'
+error in each group; sampling adds that much Gaussian noise to the decoded chunk
+(``residual_noise`` times it; 0: the VQ-VAE's output as it is), the decoder's Gaussian
+observation model rather than its mean.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ class CoordinateStats:
 
     mean: Tensor
     std: Tensor
+    residual: Tensor | None = None   # [G, C, K] std of the VQ-VAE's error, standardised units
 
     @property
     def groups(self) -> int:
@@ -37,11 +45,21 @@ class CoordinateStats:
     def standardise(self, chunks: Tensor, group: int) -> Tensor:
         return (chunks - self.mean[group]) / self.std[group]
 
-    def restore(self, chunks: Tensor, group: int, start: int = 0) -> Tensor:
-        """Standardised chunks (rows ``start:start + len(chunks)``) -> normalised chunks."""
+    def restore(self, chunks: Tensor, group: int, start: int = 0,
+                noise: Tensor | None = None) -> Tensor:
+        """Standardised chunks (rows ``start:start + len(chunks)``) -> normalised chunks;
+        ``noise`` (standard normal, their shape, scaled) times the residual std is added."""
         end = start + chunks.shape[0]
         m, s = self.mean[group, start:end], self.std[group, start:end]
+        if noise is not None and self.residual is not None:
+            chunks = chunks + noise.to(chunks) * self.residual[group, start:end].to(chunks)
         return chunks * s.to(chunks) + m.to(chunks)
+
+    def fit_residual(self, chunks: Tensor, decoded: Tensor, runs: Sequence[int]) -> None:
+        """The per-coordinate std of ``chunks - decoded`` ([N, C, K], standardised) per group
+        (padding values are dropped when a chunk is decoded, whatever they are)."""
+        err = (chunks.double() - decoded.double()) ** 2
+        self.residual = torch.stack([err[idx].mean(0).sqrt() for idx in groups_of(runs)]).float()
 
     def nearest_group(self, chunks: Tensor) -> int:
         """The group whose mean is closest to these (normalised) chunks."""

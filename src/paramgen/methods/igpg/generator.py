@@ -158,7 +158,7 @@ class IGPG(Generator):
         t_start = time.time()
 
         # 1. chunk every collection; describe its architecture and dataset
-        self.zoo, chunk_sets = [], []
+        self.zoo, chunk_sets, group_runs = [], [], []
         for i, ckpts in enumerate(items):
             info = ckpts.info
             where = f"collection {i} ({info.get('arch', '?')} on {dataset_name(info) or '?'})"
@@ -176,6 +176,7 @@ class IGPG(Generator):
             self.zoo.append(ZooEntry(layout_signature(first), dataset_name(info), arch_text,
                                      tokenizer, len(ckpts), dict(info), offset, coords))
             chunk_sets.append(standardise_collection(chunks, coords, runs))
+            group_runs.append(runs)
         self.collection_info = {"zoo": [{"arch": e.info.get("arch"), "dataset": e.dataset,
                                          "checkpoints": e.size} for e in self.zoo]}
         named = [e.dataset is not None for e in self.zoo]
@@ -202,7 +203,7 @@ class IGPG(Generator):
         # 2. what the two stages read: every chunk with its context; later, every sequence
         device = engine.device
         self._train = dict(
-            vq_steps=vq_steps, prior_steps=prior_steps, chunk_sets=chunk_sets,
+            vq_steps=vq_steps, prior_steps=prior_steps, chunk_sets=chunk_sets, runs=group_runs,
             x=torch.cat([c.reshape(-1, cfg.chunk_size) for c in chunk_sets]).to(device),
             mask=torch.cat([e.tokenizer.mask.repeat(c.shape[0], 1)
                             for e, c in zip(self.zoo, chunk_sets)]).to(device),
@@ -250,6 +251,20 @@ class IGPG(Generator):
 
     @torch.no_grad()
     def _sequences(self) -> list[Tensor]:
+        """Every model's token sequence (the VQ-VAE frozen), and each collection's residual
+        statistics: what the VQ-VAE's reconstruction misses, per coordinate and group."""
+        t, vq, l = self._train, self.vqvae.eval(), self.config.tokens_per_chunk
+        seqs = self._token_sequences()
+        for i, (e, c) in enumerate(zip(self.zoo, t["chunk_sets"])):
+            if e.coords is not None:
+                ctx = self._chunk_context(t["arch"][i:i + 1], e.tokenizer, self._ids(e))
+                dec = torch.stack([vq.decode(seqs[i][j].view(-1, l), ctx).float().cpu()
+                                   for j in range(c.shape[0])])
+                e.coords.fit_residual(c, dec, t["runs"][i])
+        return seqs
+
+    @torch.no_grad()
+    def _token_sequences(self) -> list[Tensor]:
         t, vq = self._train, self.vqvae.eval()
         seqs = []
         for i, (e, c) in enumerate(zip(self.zoo, t["chunk_sets"])):
@@ -355,9 +370,9 @@ class IGPG(Generator):
     def _token_models(self, n: int, like: Any, dataset: str | None, seed: int,
                       temperature: float | None, top_k: int | None, architecture: str | None,
                       progress: bool
-                      ) -> tuple[Target, Tensor, Iterator[tuple[int, Tensor, int]]]:
+                      ) -> tuple[Target, Tensor, Iterator[tuple[int, Tensor, int, int]]]:
         """The target layout, the VQ-VAE context of its chunks, and an iterator of (model
-        index, token ids [C, l], coordinate group it is decoded with)."""
+        index, token ids [C, l], coordinate group it is decoded with, sampling seed)."""
         cfg = self.config
         sd = _as_state_dict(like)
         if not any(v.is_floating_point() and v.numel() > 0 for v in sd.values()):
@@ -381,7 +396,7 @@ class IGPG(Generator):
         group_of = torch.randint(0, groups, (n,), generator=torch.Generator().manual_seed(seed))
         prior = self.prior.to(device).eval()
 
-        def models() -> Iterator[tuple[int, Tensor, int]]:
+        def models() -> Iterator[tuple[int, Tensor, int, int]]:
             bar = progress_bar(n, "igpg sample", progress)
             for start in range(0, n, cfg.sample_batch):
                 k = min(cfg.sample_batch, n - start)
@@ -389,7 +404,7 @@ class IGPG(Generator):
                                       data.expand(k, -1) if data is not None else None,
                                       temperature, top_k, gen, step=l)
                 for j in range(k):
-                    yield start + j, toks[j].view(-1, l), int(group_of[start + j])
+                    yield start + j, toks[j].view(-1, l), int(group_of[start + j]), seed
                     bar.update(1)
             bar.close()
 
@@ -397,23 +412,32 @@ class IGPG(Generator):
 
     @torch.no_grad()
     def _decode_into(self, target: Target, tokens: Tensor, context: Tensor, sink, group: int,
+                     noise: tuple[int, int] | None = None, scale: float | None = None,
                      block: int = 4096) -> None:
         """Decode one model's token ids [C, l] a block of chunks at a time into ``sink``,
-        un-standardised with the coordinate statistics of ``group``."""
+        un-standardised with the coordinate statistics of ``group``; ``noise`` = (seed, model
+        index) adds the residual noise (config ``residual_noise``), None: none."""
         stream = Detokenizer(target.tokenizer, sink)
         vq = self.vqvae.to(self.device).eval()
+        scale = self.config.residual_noise if scale is None else float(scale)
+        if not scale >= 0:
+            raise ValueError(f"residual_noise must be >= 0, got {scale}")
+        gen = None
+        if noise is not None and scale > 0:
+            gen = torch.Generator().manual_seed(noise[0] * 1_000_003 + noise[1] + 1)
         for s in range(0, tokens.shape[0], block):
             x = vq.decode(tokens[s:s + block], context[s:s + block]).float().cpu()
             if target.coords is not None:
-                x = target.coords.restore(x, group, s)
+                eps = scale * torch.randn(x.shape, generator=gen) if gen is not None else None
+                x = target.coords.restore(x, group, s, eps)
             stream.feed(x)
         stream.close()
 
     @torch.no_grad()
     def _sample(self, n: int, *, seed: int = 0, progress: bool = False, like: Any = None,
                 dataset: str | None = None, temperature: float | None = None,
-                top_k: int | None = None,
-                architecture: str | None = None) -> list[dict[str, Tensor]]:
+                top_k: int | None = None, architecture: str | None = None,
+                residual_noise: float | None = None) -> list[dict[str, Tensor]]:
         """``n`` state dicts with exactly ``like``'s keys, shapes and dtypes, for ``dataset``.
 
         ``like``: a state dict, an ``nn.Module`` or a ``.safetensors`` path (its values are not
@@ -421,13 +445,15 @@ class IGPG(Generator):
         collection, or from ``like`` for a layout the zoo did not hold). ``temperature`` and
         ``top_k`` shape the prior's sampling (default: the config's). ``architecture``: free
         text added to the layout's description (as ``info["architecture"]`` was in training).
+        ``residual_noise``: times the per-coordinate std of the VQ-VAE's error added to each
+        decoded chunk (default: the config's; 0: the decoder's output as it is).
         """
         target, context, models = self._token_models(n, like, dataset, seed, temperature,
                                                      top_k, architecture, progress)
         out = []
-        for _, tokens, group in models:
+        for i, tokens, group, s in models:
             builder = StateDictBuilder(target.tokenizer)
-            self._decode_into(target, tokens, context, builder, group)
+            self._decode_into(target, tokens, context, builder, group, (s, i), residual_noise)
             out.append(builder.result())
         return out
 
@@ -435,17 +461,17 @@ class IGPG(Generator):
     def _sample_to_files(self, paths: list, *, seed: int = 0, progress: bool = False,
                          metadata: dict[str, str] | None = None, like: Any = None,
                          dataset: str | None = None, temperature: float | None = None,
-                         top_k: int | None = None,
-                         architecture: str | None = None) -> list[Path]:
+                         top_k: int | None = None, architecture: str | None = None,
+                         residual_noise: float | None = None) -> list[Path]:
         """Sample ``len(paths)`` models, each decoded chunk block by chunk block straight into
         its ``.safetensors`` file (only token ids are held per model, not its values)."""
         target, context, models = self._token_models(len(paths), like, dataset, seed,
                                                      temperature, top_k, architecture, progress)
         written = []
-        for i, tokens, group in models:
+        for i, tokens, group, s in models:
             sink = SafetensorsSink(target.tokenizer, paths[i], metadata)
             try:
-                self._decode_into(target, tokens, context, sink, group)
+                self._decode_into(target, tokens, context, sink, group, (s, i), residual_noise)
             except BaseException:
                 sink.abort()
                 raise
@@ -507,6 +533,8 @@ class IGPG(Generator):
             if e.coords is not None:
                 tensors[f"coords.{i}.mean"] = e.coords.mean
                 tensors[f"coords.{i}.std"] = e.coords.std
+                if e.coords.residual is not None:
+                    tensors[f"coords.{i}.residual"] = e.coords.residual
         texts = sorted(self._texts)
         if texts:
             tensors["text_embeddings"] = torch.stack([self._texts[t] for t in texts])
@@ -521,7 +549,8 @@ class IGPG(Generator):
             prefix = f"zoo.{i}."
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             # generators saved before the coordinate statistics have none: identity
-            coords = (CoordinateStats(tensors[f"coords.{i}.mean"], tensors[f"coords.{i}.std"])
+            coords = (CoordinateStats(tensors[f"coords.{i}.mean"], tensors[f"coords.{i}.std"],
+                                      tensors.get(f"coords.{i}.residual"))
                       if f"coords.{i}.mean" in tensors else None)
             self.zoo.append(ZooEntry(z["signature"], z["dataset"], z["arch_text"],
                                      Tokenizer.from_config(z["tokenizer"], own), int(z["size"]),

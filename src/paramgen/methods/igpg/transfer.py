@@ -70,7 +70,7 @@ def borrow(like: Mapping[str, Tensor], entries: Sequence, dataset: str | None,
     """Chunker, position ids and coordinate statistics for a layout outside the zoo.
     ``entries``: the zoo (objects with ``tokenizer``, ``dataset``, ``position_offset``,
     ``coords``); the source is the one matching most tensors by shape, then the same dataset,
-    then the nearest tensor count."""
+    then one with as many tensors or more, then the nearest tensor count."""
     keys = [k for k, v in like.items() if is_generated(v)]
     target_depths = depths(keys)
     best, best_score, best_map = None, None, {}
@@ -81,7 +81,10 @@ def borrow(like: Mapping[str, Tensor], entries: Sequence, dataset: str | None,
             src = map_key(k, target_depths, depths(list(layers)))
             if src in layers and layers[src].shape == list(like[k].shape):
                 mapping[k] = layers[src]
-        score = (len(mapping), e.dataset == dataset, -abs(len(layers) - len(keys)))
+        # a source at least as deep drops blocks rather than repeating them: measured on the
+        # resmlp zoo, resmlp-3 on mnist1d from depth 4 kept 39% zero-shot, from depth 2 30%
+        score = (len(mapping), e.dataset == dataset, len(layers) >= len(keys),
+                 -abs(len(layers) - len(keys)))
         if best_score is None or score > best_score:
             best, best_score, best_map = i, score, mapping
     refs = [e.tokenizer for e in entries]
@@ -97,7 +100,9 @@ def borrow(like: Mapping[str, Tensor], entries: Sequence, dataset: str | None,
     if src.coords is not None:
         G = src.coords.groups
         coords = CoordinateStats(torch.zeros(G, tokenizer.num_tokens, chunk_size),
-                                 torch.ones(G, tokenizer.num_tokens, chunk_size))
+                                 torch.ones(G, tokenizer.num_tokens, chunk_size),
+                                 None if src.coords.residual is None else
+                                 torch.zeros(G, tokenizer.num_tokens, chunk_size))
     for t_rows, layer in zip(_rows(tokenizer), tokenizer.layers):
         ref = best_map.get(layer.key)
         if ref is None:
@@ -107,6 +112,8 @@ def borrow(like: Mapping[str, Tensor], entries: Sequence, dataset: str | None,
         if coords is not None:
             coords.mean[:, t_rows] = src.coords.mean[:, s_rows]
             coords.std[:, t_rows] = src.coords.std[:, s_rows]
+            if coords.residual is not None:
+                coords.residual[:, t_rows] = src.coords.residual[:, s_rows]
     return Borrowed(tokenizer, ids, coords, best, len(best_map))
 
 
