@@ -2,7 +2,8 @@
 
     python benchmarks/igpg.py [--out runs/igpg_bench] [--zoo runs/igpg_zoo] [--n 5] [--runs 3]
         [--samples 10] [--preset cpu] [--coordinates run|collection|off] [--vq-steps N]
-        [--prior-steps N] [--temperature T] [--epochs 5] [--only fit|report]
+        [--prior-steps N] [--temperature T] [--residual-noise X] [--generator DIR]
+        [--epochs 5] [--only fit|report]
 
 The zoo (`paramgen collect --arch resmlp --model-kwargs depth=D`, RUNS runs x N checkpoints
 each): resmlp at depths 1-4 on digits and depths 1, 2, 4 on mnist1d is what IGPG is fitted on
@@ -112,11 +113,15 @@ def collect_zoo(zoo: Path, n: int, runs: int) -> dict[str, pg.CheckpointSet]:
 
 
 def fit(args, sets, out: Path) -> pg.IGPG:
-    gen_dir = out / "generator"
+    gen_dir = Path(args.generator) if args.generator else out / "generator"
     if (gen_dir / "config.json").is_file():
-        return pg.IGPG.from_pretrained(gen_dir)
+        gen = pg.IGPG.from_pretrained(gen_dir)
+        if args.residual_noise is not None:
+            gen.config = gen.config.replace(residual_noise=args.residual_noise)
+        return gen
     overrides = {k: v for k, v in (("vq_steps", args.vq_steps), ("prior_steps", args.prior_steps),
-                                   ("coordinates", args.coordinates)) if v is not None}
+                                   ("coordinates", args.coordinates),
+                                   ("residual_noise", args.residual_noise)) if v is not None}
     gen = pg.IGPG(preset=args.preset, **overrides)
     load0, t0, c0 = os.getloadavg()[0], time.time(), _cpu()
     gen.fit([sets[_name(*k)] for k in TRAIN], seed=0, workdir=out / "work", progress=False)
@@ -221,8 +226,8 @@ def report(out: Path, img: Path | None) -> str:
     seen, tr = _load(out, "seen"), _load(out, "transfer")
     if seen is None:
         return "no results yet: run without --only report first"
-    t = json.loads((out / "generator" / "config.json").read_text()).get("timings", {}) \
-        if (out / "generator" / "config.json").is_file() else {}
+    cfg = out / "generator" / "config.json"
+    t = json.loads(cfg.read_text()).get("timings", {}) if cfg.is_file() else {}
     parts = [Table(
         headers=["collection", "params", "orig best", "orig mean", "orig std", "VQ recon mean",
                  "IGPG best", "IGPG mean", "IGPG std", "IGPG - orig", "distinct", "= ckpt",
@@ -284,6 +289,10 @@ def main() -> None:
     p.add_argument("--vq-steps", type=int, default=None)
     p.add_argument("--prior-steps", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--residual-noise", type=float, default=None,
+                   help="sampling option (with --generator: a fitted generator sampled anew)")
+    p.add_argument("--generator", default=None,
+                   help="a fitted generator folder to evaluate (default: OUT/generator)")
     p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs in (c)")
     p.add_argument("--img", default="docs/img/igpg_transfer.png")
     p.add_argument("--only", choices=["fit", "report"], default=None)
