@@ -183,6 +183,7 @@ def evaluate(args, gen: pg.IGPG, sets, out: Path) -> None:
             t0 = time.time()
             sds = gen.sample(args.samples, like=like, dataset=data, seed=2, temperature=T)
             per = (time.time() - t0) / args.samples
+            torch.manual_seed(0)    # the random-init row is the same on every run
             rand = [build_model(s.info).state_dict() for _ in range(args.samples)]
             inits = {f"IGPG sample {i}": sd for i, sd in enumerate(sds[:3])}
             inits["random init"] = None

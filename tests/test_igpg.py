@@ -320,6 +320,8 @@ def test_an_unseen_depth_borrows_one_source_by_relative_block_position():
     assert [map_key(f"blocks.{i}.fc1.weight", {"blocks": 6}, {"blocks": 4})
             for i in range(6)] == [f"blocks.{j}.fc1.weight" for j in (0, 1, 1, 2, 2, 3)]
     assert map_key("head.weight", {"blocks": 6}, {"blocks": 4}) == "head.weight"
+    assert [map_key(f"blocks.{i}.fc1.weight", {"blocks": 3}, {"blocks": 4})
+            for i in range(3)] == [f"blocks.{j}.fc1.weight" for j in (0, 1, 2)]
     s = _collection("resmlp", "digits", n=3)         # depth 2
     gen = pg.IGPG(**TINY).fit(s, progress=False)
     deep = pg.zoo.create("resmlp", (64,), 10, depth=3).state_dict()
