@@ -5,8 +5,8 @@
         [--prior-steps N] [--temperature T] [--residual-noise X] [--generator DIR]
         [--epochs 5] [--only fit|report]
 
-The zoo (`paramgen collect --arch resmlp --model-kwargs depth=D`, RUNS runs x N checkpoints
-each): resmlp at depths 1-4 on digits and depths 1, 2, 4 on mnist1d is what IGPG is fitted on
+The zoo (`paramgen.collect.collect("resmlp", data, folder, n=N, runs=RUNS,
+model_kwargs={"depth": D})`, collected on the first run into --zoo): resmlp at depths 1-4 on digits and depths 1, 2, 4 on mnist1d is what IGPG is fitted on
 (one generator for the seven collections). Held out, collected only as references: resmlp-3 on
 mnist1d (an architecture/dataset pair never seen together: depth 3 was seen on digits, mnist1d
 with other depths) and resmlp-6 on digits (a depth the zoo does not have, longer than the

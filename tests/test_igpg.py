@@ -422,3 +422,17 @@ def test_real_text_encoder_conditions_the_prior(tmp_path):
     gen.save_pretrained(tmp_path / "g")
     back = pg.IGPG.from_pretrained(tmp_path / "g")
     _same_layout(back.sample(1, like=sets[1][0], dataset="mnist1d")[0], sets[1][0])
+
+
+def test_coordinate_groups_are_runs_and_never_pool_several_basins():
+    from paramgen.methods.igpg.coordinates import fit_coordinates, groups_of
+
+    assert groups_of([0, 0, 1, 1]) == [[0, 1], [2, 3]]
+    assert groups_of([0, 0, 0]) == [[0, 1, 2]]
+    assert groups_of([0, 1, 1]) is None           # a lone checkpoint of one run: no statistics
+    chunks = torch.randn(3, 2, 4)
+    assert fit_coordinates(chunks, torch.ones(2, 4, dtype=torch.bool), [0, 1, 1]) is None
+    stats = fit_coordinates(chunks, torch.tensor([[1, 1, 0, 0]] * 2).bool(), [0, 0, 0])
+    assert stats.groups == 1 and float(stats.std[0, :, 2:].sub(1).abs().max()) == 0.0
+    x = stats.standardise(chunks, 0)
+    assert torch.allclose(stats.restore(x, 0)[:, :, :2], chunks[:, :, :2], atol=1e-5)

@@ -6,7 +6,8 @@ about 1% of a tensor's spread and those of different runs by far more, so the VQ
 checkpoint of a run the same tokens (one token sequence per run) and the prior, drawing each
 chunk from a different run, wrote models of no basin. Here every chunk value is standardised by
 its mean and std over the checkpoints of its **group** (a training run when every run has two
-or more checkpoints, else the whole collection): the VQ-VAE and the prior then see how the
+or more checkpoints, the whole collection when it is one run; none when some of several runs
+have a single checkpoint): the VQ-VAE and the prior then see how the
 checkpoints of a basin differ, at unit scale, and a sample is decoded with one group's
 statistics, so all its chunks come from one basin. The statistics cost two values per parameter
 per group.
@@ -59,7 +60,8 @@ class CoordinateStats:
         """The per-coordinate std of ``chunks - decoded`` ([N, C, K], standardised) per group
         (padding values are dropped when a chunk is decoded, whatever they are)."""
         err = (chunks.double() - decoded.double()) ** 2
-        self.residual = torch.stack([err[idx].mean(0).sqrt() for idx in groups_of(runs)]).float()
+        self.residual = torch.stack([err[idx].mean(0).sqrt()
+                                     for idx in groups_of(runs) or []]).float()
 
     def nearest_group(self, chunks: Tensor) -> int:
         """The group whose mean is closest to these (normalised) chunks."""
@@ -67,24 +69,29 @@ class CoordinateStats:
         return int(d.argmin())
 
 
-def groups_of(runs: Sequence[int]) -> list[list[int]]:
-    """Checkpoint indices per group: one per run if every run has >= 2 checkpoints, else one
-    group of all (a lone checkpoint has no spread to learn)."""
+def groups_of(runs: Sequence[int]) -> list[list[int]] | None:
+    """Checkpoint indices per group: one per run when every run has >= 2 checkpoints; one group
+    of all for a single run; None (no standardisation) when some of several runs have a single
+    checkpoint: a lone checkpoint has no spread of its own, and pooling runs pools basins,
+    whose mean is no model (docs/igpg.md, table (a2): 12-22% where the runs gave 56-97%)."""
     by_run: dict[int, list[int]] = {}
     for i, r in enumerate(runs):
         by_run.setdefault(int(r), []).append(i)
-    if len(by_run) > 1 and all(len(v) >= 2 for v in by_run.values()):
+    if len(by_run) == 1:
+        return [list(range(len(runs)))]
+    if all(len(v) >= 2 for v in by_run.values()):
         return [by_run[r] for r in sorted(by_run)]
-    return [list(range(len(runs)))]
+    return None
 
 
 def fit_coordinates(chunks: Tensor, mask: Tensor, runs: Sequence[int]) -> CoordinateStats | None:
     """Statistics of chunks [N, C, K] (``mask`` [C, K] marks real values; padding keeps mean 0,
     std 1). None for a single checkpoint: nothing varies."""
-    if chunks.shape[0] < 2:
+    groups = groups_of(runs)
+    if chunks.shape[0] < 2 or groups is None:
         return None
     means, stds = [], []
-    for idx in groups_of(runs):
+    for idx in groups:
         x = chunks[idx].double()
         m = x.mean(0)
         s = x.std(0, unbiased=False).clamp_min(STD_FLOOR)
@@ -99,6 +106,6 @@ def standardise_collection(chunks: Tensor, stats: CoordinateStats | None, runs: 
     if stats is None:
         return chunks
     out = chunks.clone()
-    for g, idx in enumerate(groups_of(runs)):
+    for g, idx in enumerate(groups_of(runs) or []):
         out[idx] = stats.standardise(chunks[idx], g)
     return out
