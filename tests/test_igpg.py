@@ -245,11 +245,94 @@ def test_fit_resumes_from_its_workdir(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- errors
-def test_architecture_beyond_the_context_is_a_clear_error(zoo_gen):
+def test_windowed_generation_matches_the_prior_window_by_window():
+    """Past the context, each window is what the prior predicts from the last half of the
+    previous one (greedy decoding makes that checkable against a plain forward pass)."""
+    torch.manual_seed(0)
+    prior = GPTPrior(16, 24, 2, 2, 8, 5, True).eval()
+    slots = torch.randint(0, 4, (2, 20, 3))
+    arch, data = torch.randn(2, 5), torch.randn(2, 5)
+    out = prior.generate(slots, arch, data, 1.0, 1, None, step=2)
+    assert out.shape == (2, 20)
+    starts = [0, 4, 8, 12]              # width 8, keep 4: windows at 0-8, 4-12, 8-16, 12-20
+    with torch.no_grad():
+        for a in starts:
+            logits = prior(out[:, a:a + 8], slots[:, a:a + 8], arch, data)
+            first = 0 if a == 0 else 4
+            assert torch.equal(logits.argmax(-1)[:, first:], out[:, a + first:a + 8])
+
+
+def test_a_model_longer_than_the_context_is_trained_and_sampled_in_windows():
+    s = _collection("mlp", "digits", n=3)
+    gen = pg.IGPG(**TINY, context=16).fit(s, progress=False)
+    assert gen.context == 16 and gen.zoo[0].tokenizer.num_tokens * 2 > 16
+    for sd in gen.sample(2, like=s[0], dataset="digits", seed=0):
+        _same_layout(sd, s[0])
+
+
+def test_an_architecture_longer_than_any_in_the_zoo_is_generated(zoo_gen):
     gen, _ = zoo_gen
-    big = pg.zoo.create("convnext-mini", in_shape=(1, 8, 8), num_classes=10)
-    with pytest.raises(ValueError, match="context"):
-        gen.sample(1, like=big, dataset="digits")
+    big = pg.zoo.create("convnext-mini", in_shape=(1, 8, 8), num_classes=10).state_dict()
+    assert sum(v.numel() for v in big.values()) // 64 * 2 > gen.context
+    _same_layout(gen.sample(1, like=big, dataset="digits")[0], big)
+
+
+def _runs(arch: str, data: str, runs: int = 2, n: int = 3) -> pg.CheckpointSet:
+    """``runs`` basins (different initialisations), ``n`` noisy checkpoints around each."""
+    sds, rr = [], []
+    for r in range(runs):
+        base = pg.zoo.create(arch, in_shape=pg.data.input_shape(data), num_classes=10,
+                             seed=10 + r).state_dict()
+        g = torch.Generator().manual_seed(r)
+        for _ in range(n):
+            sds.append({k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in base.items()})
+            rr.append(r)
+    return pg.CheckpointSet.from_state_dicts(sds, info={"arch": arch, "dataset": data}, runs=rr)
+
+
+def test_samples_stay_in_one_run_basin_and_vary():
+    """Per-run coordinate statistics: every sample lies around one run's checkpoints (never a
+    mix of runs), samples differ, none is a checkpoint."""
+    s = _runs("mlp", "digits")
+    gen = pg.IGPG(**TINY).fit(s, progress=False)
+    assert gen.zoo[0].coords.groups == 2
+    means = [torch.stack([s[i]["net.0.weight"] for i in range(len(s)) if s.runs[i] == r]).mean(0)
+             for r in (0, 1)]
+    spread = max(float((s[i]["net.0.weight"] - means[s.runs[i]]).norm()) for i in range(len(s)))
+    samples = gen.sample(6, like=s[0], dataset="digits", seed=0)
+    for sd in samples:
+        d = sorted(float((sd["net.0.weight"] - m).norm()) for m in means)
+        assert d[0] < 10 * spread < d[1]
+        assert not any(torch.equal(sd["net.0.weight"], c["net.0.weight"]) for c in s)
+    assert len({tuple(sd["net.0.weight"].flatten()[:50].tolist()) for sd in samples}) > 1
+    assert gen.encode(s[4], "digits")[1] == 1     # its run's group
+    # the residual noise: what the VQ-VAE misses, per coordinate and run; 0 turns it off
+    assert gen.zoo[0].coords.residual.shape == gen.zoo[0].coords.mean.shape
+    plain = gen.sample(6, like=s[0], dataset="digits", seed=0, residual_noise=0.0)
+    again = gen.sample(6, like=s[0], dataset="digits", seed=0)
+    assert torch.equal(again[0]["net.0.weight"], samples[0]["net.0.weight"])
+    assert not torch.equal(plain[0]["net.0.weight"], samples[0]["net.0.weight"])
+
+
+def test_an_unseen_depth_borrows_one_source_by_relative_block_position():
+    from paramgen.methods.igpg.transfer import map_key
+
+    assert [map_key(f"blocks.{i}.fc1.weight", {"blocks": 6}, {"blocks": 4})
+            for i in range(6)] == [f"blocks.{j}.fc1.weight" for j in (0, 1, 1, 2, 2, 3)]
+    assert map_key("head.weight", {"blocks": 6}, {"blocks": 4}) == "head.weight"
+    assert [map_key(f"blocks.{i}.fc1.weight", {"blocks": 3}, {"blocks": 4})
+            for i in range(3)] == [f"blocks.{j}.fc1.weight" for j in (0, 1, 2)]
+    s = _collection("resmlp", "digits", n=3)         # depth 2
+    gen = pg.IGPG(**TINY).fit(s, progress=False)
+    deep = pg.zoo.create("resmlp", (64,), 10, depth=3).state_dict()
+    sd = gen.sample(1, like=deep, dataset="digits", seed=0)[0]
+    _same_layout(sd, deep)
+    mean = torch.stack([c["head.weight"] for c in s]).mean(0)
+    assert float((sd["head.weight"] - mean).norm()) < 0.2 * float(mean.norm())
+    # block 1 of 3 sits where block 0 or 1 of 2 does: around one of them
+    b = sd["blocks.1.fc1.weight"]
+    assert min(float((b - s[0][f"blocks.{j}.fc1.weight"]).norm()) for j in (0, 1)) \
+        < 0.2 * float(b.norm())
 
 
 def test_dataset_text_for_an_unconditioned_generator_is_an_error():
@@ -339,3 +422,17 @@ def test_real_text_encoder_conditions_the_prior(tmp_path):
     gen.save_pretrained(tmp_path / "g")
     back = pg.IGPG.from_pretrained(tmp_path / "g")
     _same_layout(back.sample(1, like=sets[1][0], dataset="mnist1d")[0], sets[1][0])
+
+
+def test_coordinate_groups_are_runs_and_never_pool_several_basins():
+    from paramgen.methods.igpg.coordinates import fit_coordinates, groups_of
+
+    assert groups_of([0, 0, 1, 1]) == [[0, 1], [2, 3]]
+    assert groups_of([0, 0, 0]) == [[0, 1, 2]]
+    assert groups_of([0, 1, 1]) is None           # a lone checkpoint of one run: no statistics
+    chunks = torch.randn(3, 2, 4)
+    assert fit_coordinates(chunks, torch.ones(2, 4, dtype=torch.bool), [0, 1, 1]) is None
+    stats = fit_coordinates(chunks, torch.tensor([[1, 1, 0, 0]] * 2).bool(), [0, 0, 0])
+    assert stats.groups == 1 and float(stats.std[0, :, 2:].sub(1).abs().max()) == 0.0
+    x = stats.standardise(chunks, 0)
+    assert torch.allclose(stats.restore(x, 0)[:, :, :2], chunks[:, :, :2], atol=1e-5)

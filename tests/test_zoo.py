@@ -10,7 +10,7 @@ from paramgen import zoo
 
 SHAPES = [(1, 8, 8), (40,), (3, 32, 32)]
 MODELS = ["cnn-m", "cnn-s", "convnet-mini", "convnext-mini", "mlp", "mlp-family", "mlp-mini",
-          "resnet-mini", "vit-mini", "vit-tiny"]
+          "resnet-mini", "resmlp", "vit-mini", "vit-tiny"]
 
 
 def test_registry_lists_all_models() -> None:

@@ -9,6 +9,8 @@ be ``(L,)`` or ``(C, L)`` signals (1-D layers) or ``(C, H, W)`` images (2-D laye
 * The Model Zoo CNNs (Schürholt et al. 2022): ``cnn-s`` and ``cnn-m``.
 * ``vit-tiny`` (a 2-block ViT) and ``mlp`` (configurable widths, optional LayerNorm), plus
   :func:`mlp_family` to build MLPs of a requested parameter count.
+* ``resmlp``: residual MLPs of any depth (``depth=``, ``width=``), one family whose models of
+  two depths share every tensor shape (IGPG's cross-depth transfer, docs/igpg.md).
 
 Layer sizes follow the papers for 32x32 images; smaller inputs (8x8 digits, 40-sample MNIST-1D)
 keep every weight shape that does not depend on the input and skip pooling steps that would
@@ -32,11 +34,13 @@ from paramgen.zoo.registry import (
     param_count,
     register,
 )
+from paramgen.zoo.resmlp import ResMLP
 from paramgen.zoo.resnet import ResNetMini
 from paramgen.zoo.vit import ViT
 
 __all__ = [
     "MLP",
+    "ResMLP",
     "ConvNeXtMini",
     "ConvNetMini",
     "InputSpec",

@@ -70,10 +70,12 @@ def _closest(layer_key: str, shape: Sequence[int], references: Sequence[Tokenize
 
 
 def chunker_for_unseen(like: Mapping[str, Tensor], chunk_size: int, vectorization: str,
-                       references: Sequence[Tokenizer]) -> Tokenizer:
+                       references: Sequence[Tokenizer],
+                       sources: Mapping[str, LayerLayout] | None = None) -> Tokenizer:
     """A chunker for a layout no collection had: ``like``'s keys, shapes and dtypes, each
     tensor's statistics borrowed from the closest tensor of the zoo (else ``like``'s own), and
-    ``like``'s copied (integer / scalar) tensors. Every floating tensor is generated: equal
+    ``like``'s copied (integer / scalar) tensors; ``sources`` names the zoo tensor to borrow
+    from for some keys (transfer.borrow's mapping). Every floating tensor is generated: equal
     values in one (freshly initialised) ``like`` say nothing about weight tying."""
     mode = _MODES[vectorization]
     layers, copied = [], {}
@@ -81,7 +83,7 @@ def chunker_for_unseen(like: Mapping[str, Tensor], chunk_size: int, vectorizatio
         if not is_generated(value):
             copied[key] = value.detach().clone()
             continue
-        ref = _closest(key, value.shape, references)
+        ref = (sources or {}).get(key) or _closest(key, value.shape, references)
         if ref is not None:
             mean, std = ref.mean, ref.std
         else:

@@ -21,6 +21,9 @@ class IGPGConfig(SharedSettings):
     vectorization: str = setting("layer")
     chunk_size: int = setting(64)                # K: values per chunk
     tokens_per_chunk: int = setting(2)           # l: codebook tokens per chunk
+    # per-coordinate standardisation of the chunks before the VQ-VAE (coordinates.py, the
+    # collapse fix): over each training run ("run"), over the whole collection, or "off"
+    coordinates: str = setting("run")
     # Gumbel VQ-VAE (§2.2)
     codebook_size: int = setting(512)            # m
     code_dim: int = setting(32)
@@ -52,6 +55,9 @@ class IGPGConfig(SharedSettings):
     # 0.7: at 1.0 an occasional unlikely token breaks a model (docs/igpg.md has the sweep)
     temperature: float = sampling(0.7)
     top_k: int | None = sampling(None)
+    # times the per-coordinate std of the VQ-VAE's reconstruction error added as Gaussian noise
+    # to each decoded chunk (coordinates.py; 0: the decoder's output as it is)
+    residual_noise: float = sampling(1.0)
     sample_batch: int = sampling(16)             # models whose tokens are drawn together
 
     def __post_init__(self) -> None:
@@ -60,7 +66,8 @@ class IGPGConfig(SharedSettings):
             raise ValueError("IGPG generates every floating tensor of each architecture; "
                              f"keys={self.keys!r} (partial generation) is not supported")
         self._check_choices({"vectorization": VECTORIZATIONS,
-                             "dataset_condition": ("auto", "on", "off")})
+                             "dataset_condition": ("auto", "on", "off"),
+                             "coordinates": ("run", "collection", "off")})
         self._check_positive("chunk_size", "tokens_per_chunk", "codebook_size", "code_dim",
                              "vq_hidden", "prior_dim", "prior_layers", "prior_heads", "vq_steps",
                              "vq_batch", "prior_steps", "prior_batch", "sample_batch")
@@ -73,5 +80,5 @@ class IGPGConfig(SharedSettings):
             raise ValueError(f"IGPGConfig.prior_heads={self.prior_heads} does not divide "
                              f"prior_dim={self.prior_dim}")
         self._check_finite("commitment", "codebook_weight", "vq_lr", "prior_lr", "weight_decay",
-                           "min_lr_ratio", "grad_clip", "dropout", low=0.0)
+                           "min_lr_ratio", "grad_clip", "dropout", "residual_noise", low=0.0)
         self._check_finite("tau_start", "tau_end", "temperature", low=1e-8)

@@ -5,7 +5,9 @@ network, embedded by a language model) and a dataset embedding. Ours are both te
 the same offline sentence encoder:
 
 * the architecture text lists the generated tensors in order, each with the kind of layer its
-  shape implies (conv2d, conv1d, linear, norm, batch-norm statistic, embedding-like tensor), plus
+  shape implies (conv2d, conv1d, linear, norm, batch-norm statistic, embedding-like tensor) and,
+  for a tensor inside an indexed container, its block index within the depth and its role
+  there (``block 2 of 4 fc1 linear 24->24``), plus
   ``info["architecture"]`` free text when a collection gives it;
 * the dataset text is ``info["dataset"]`` (or the collection's ``info["data"]`` name). Where the
   dataset is one paramgen can load, we append its card (description, input shape, classes,
@@ -45,14 +47,22 @@ def layer_kind(key: str, shape: tuple[int, ...]) -> str:
 def describe_architecture(layout: Mapping[str, tuple[tuple[int, ...], str]],
                           free_text: str | None = None) -> str:
     """A standard description of a network from its generated tensors {key: (shape, dtype)}."""
+    from paramgen.methods.igpg.transfer import depths, split_block
+
     total = 0
     parts = []
+    blocks = depths(list(layout))
     for key, (shape, _) in layout.items():
         n = 1
         for d in shape:
             n *= int(d)
         total += n
-        parts.append(layer_kind(key, tuple(int(d) for d in shape)))
+        kind = layer_kind(key, tuple(int(d) for d in shape))
+        p = split_block(key)
+        # where the tensor sits in the depth and which role it has there: what a model of
+        # another depth shares with this one
+        parts.append(f"block {p[1] + 1} of {blocks[p[0]]} {p[2].rsplit('.', 1)[0]} {kind}"
+                     if p else kind)
     head = f"network with {len(parts)} parameter tensors, {total} parameters"
     text = f"{head}: " + ", ".join(parts)
     if free_text:

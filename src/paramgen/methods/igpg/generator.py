@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from paramgen import text as text_encoder
@@ -25,12 +24,17 @@ from paramgen.methods.base import Generator
 from paramgen.methods.fingerprint import data_fingerprint
 from paramgen.methods.folder import load_module
 from paramgen.methods.igpg.chunking import (check_single_dtype, chunk_slots, chunk_tensor,
-                                            chunker_for_unseen, fit_chunker, layout_signature)
+                                            fit_chunker, layout_signature)
 from paramgen.methods.igpg.config import IGPGConfig
+from paramgen.methods.igpg.coordinates import (CoordinateStats, fit_coordinates,
+                                               standardise_collection)
 from paramgen.methods.igpg.describe import (dataset_name, dataset_text, describe_architecture,
                                             generated_layout)
+from paramgen.methods.igpg.inputs import as_state_dict as _as_state_dict
+from paramgen.methods.igpg.inputs import canon_dataset as _canon_dataset
 from paramgen.methods.igpg.options import OPTIONS
 from paramgen.methods.igpg.prior import GPTPrior
+from paramgen.methods.igpg.transfer import borrow
 from paramgen.methods.igpg.vqvae import CONTEXT_DROP, GumbelVQVAE
 from paramgen.methods.registry import register_method
 from paramgen.notices import progress_bar
@@ -51,38 +55,20 @@ class ZooEntry:
     size: int
     info: dict = field(default_factory=dict)
     position_offset: int = 0     # its chunks' ids in the VQ-VAE's position table
+    coords: CoordinateStats | None = None   # per-coordinate statistics of its groups
 
 
-def _canon_dataset(name: str | None) -> str | None:
-    if name is None:
-        return None
-    from paramgen import data
+@dataclass
+class Target:
+    """How to sample one layout: its chunker and description, the VQ-VAE position ids of its
+    chunks (None: position-free) and the coordinate statistics its samples are decoded with."""
 
-    try:
-        return data.loaders.canonical_name(name)
-    except ValueError:
-        return " ".join(name.lower().split())
-
-
-def _as_state_dict(like: Any) -> dict[str, Tensor]:
-    if isinstance(like, nn.Module):
-        return {k: v.detach().cpu() for k, v in like.state_dict().items()}
-    if isinstance(like, Mapping) and all(isinstance(v, Tensor) for v in like.values()):
-        return dict(like)
-    if isinstance(like, (str, os.PathLike)):
-        path = Path(like)
-        if not path.is_file():
-            raise FileNotFoundError(f"like={str(like)!r}: no such file")
-        if path.suffix != ".safetensors":
-            raise ValueError(f"like={str(like)!r}: give a .safetensors state dict, a state dict "
-                             "or an nn.Module")
-        try:
-            return load_file(str(path))
-        except Exception as exc:  # safetensors' own error types; name the file the user gave
-            raise ValueError(f"like={str(like)!r}: not a readable .safetensors file "
-                             f"({type(exc).__name__}: {exc})") from None
-    raise ValueError("like= must be a state dict (str -> Tensor), an nn.Module or a "
-                     f".safetensors path, got {type(like).__name__}")
+    tokenizer: Tokenizer
+    arch_text: str
+    dataset: str | None
+    kind: str                      # "seen", "unseen-pair" or "unseen-arch"
+    position_ids: Tensor | None
+    coords: CoordinateStats | None
 
 
 @register_method("igpg")
@@ -172,7 +158,7 @@ class IGPG(Generator):
         t_start = time.time()
 
         # 1. chunk every collection; describe its architecture and dataset
-        self.zoo, chunk_sets = [], []
+        self.zoo, chunk_sets, group_runs = [], [], []
         for i, ckpts in enumerate(items):
             info = ckpts.info
             where = f"collection {i} ({info.get('arch', '?')} on {dataset_name(info) or '?'})"
@@ -181,11 +167,16 @@ class IGPG(Generator):
             tokenizer = fit_chunker(ckpts, cfg.chunk_size, cfg.vectorization)
             if tokenizer.num_tokens == 0:
                 raise ValueError(f"{where} has no floating tensors to generate")
+            chunks = chunk_tensor(tokenizer, ckpts)
+            runs = ckpts.runs if cfg.coordinates == "run" else [0] * len(ckpts)
+            coords = (fit_coordinates(chunks, tokenizer.mask, runs)
+                      if cfg.coordinates != "off" else None)
             arch_text = describe_architecture(generated_layout(first), info.get("architecture"))
             offset = sum(e.tokenizer.num_tokens for e in self.zoo)
             self.zoo.append(ZooEntry(layout_signature(first), dataset_name(info), arch_text,
-                                     tokenizer, len(ckpts), dict(info), offset))
-            chunk_sets.append(chunk_tensor(tokenizer, ckpts))
+                                     tokenizer, len(ckpts), dict(info), offset, coords))
+            chunk_sets.append(standardise_collection(chunks, coords, runs))
+            group_runs.append(runs)
         self.collection_info = {"zoo": [{"arch": e.info.get("arch"), "dataset": e.dataset,
                                          "checkpoints": e.size} for e in self.zoo]}
         named = [e.dataset is not None for e in self.zoo]
@@ -198,12 +189,12 @@ class IGPG(Generator):
                              "dataset_condition='off'")
         l = cfg.tokens_per_chunk
         lengths = [e.tokenizer.num_tokens * l for e in self.zoo]
+        # Sequences longer than the context are trained as random windows of it and sampled
+        # window by window (Algorithm 1); a window must hold two chunks' tokens.
         self.context = int(cfg.context or max(lengths))
-        for e, n in zip(self.zoo, lengths):
-            if n > self.context:
-                raise ValueError(f"{e.info.get('arch', e.signature)} needs {n} tokens, more than "
-                                 f"the prior's context of {self.context}: raise context= or "
-                                 "chunk_size=")
+        if self.context < 2 * l:
+            raise ValueError(f"context={self.context} is less than two chunks of "
+                             f"tokens_per_chunk={l} tokens: raise context=")
         arch_emb = self._embed([e.arch_text for e in self.zoo])
         data_emb = (self._embed([dataset_text(e.dataset) for e in self.zoo])
                     if self.dataset_conditioned else None)
@@ -212,7 +203,7 @@ class IGPG(Generator):
         # 2. what the two stages read: every chunk with its context; later, every sequence
         device = engine.device
         self._train = dict(
-            vq_steps=vq_steps, prior_steps=prior_steps, chunk_sets=chunk_sets,
+            vq_steps=vq_steps, prior_steps=prior_steps, chunk_sets=chunk_sets, runs=group_runs,
             x=torch.cat([c.reshape(-1, cfg.chunk_size) for c in chunk_sets]).to(device),
             mask=torch.cat([e.tokenizer.mask.repeat(c.shape[0], 1)
                             for e, c in zip(self.zoo, chunk_sets)]).to(device),
@@ -260,10 +251,24 @@ class IGPG(Generator):
 
     @torch.no_grad()
     def _sequences(self) -> list[Tensor]:
+        """Every model's token sequence (the VQ-VAE frozen), and each collection's residual
+        statistics: what the VQ-VAE's reconstruction misses, per coordinate and group."""
+        t, vq, l = self._train, self.vqvae.eval(), self.config.tokens_per_chunk
+        seqs = self._token_sequences()
+        for i, (e, c) in enumerate(zip(self.zoo, t["chunk_sets"])):
+            if e.coords is not None:
+                ctx = self._chunk_context(t["arch"][i:i + 1], e.tokenizer, self._ids(e))
+                dec = torch.stack([vq.decode(seqs[i][j].view(-1, l), ctx).float().cpu()
+                                   for j in range(c.shape[0])])
+                e.coords.fit_residual(c, dec, t["runs"][i])
+        return seqs
+
+    @torch.no_grad()
+    def _token_sequences(self) -> list[Tensor]:
         t, vq = self._train, self.vqvae.eval()
         seqs = []
         for i, (e, c) in enumerate(zip(self.zoo, t["chunk_sets"])):
-            ctx = self._chunk_context(e.tokenizer, t["arch"][i:i + 1], e)
+            ctx = self._chunk_context(t["arch"][i:i + 1], e.tokenizer, self._ids(e))
             mask = e.tokenizer.mask.to(ctx.device)
             seqs.append(torch.cat([vq.tokenize(c[j].to(ctx.device), mask, ctx).reshape(1, -1)
                                    for j in range(c.shape[0])]))
@@ -288,7 +293,8 @@ class IGPG(Generator):
         pick = torch.randint(0, len(t["models"]), (cfg.prior_batch,), generator=ctx.generator)
         pick = ctx.shard(pick)
         picks = [t["models"][int(p)] for p in pick]
-        toks, slts, valid = self._batch(picks, t["seqs"], t["slots"], ctx.device)
+        toks, slts, valid = self._batch(picks, t["seqs"], t["slots"], ctx.device,
+                                        self.context, cfg.tokens_per_chunk, ctx.generator)
         cols = torch.tensor([c for c, _ in picks], device=ctx.device)
         with ctx.autocast():
             return self.prior.loss(toks, slts, valid, t["arch"][cols],
@@ -296,36 +302,45 @@ class IGPG(Generator):
 
     @staticmethod
     def _batch(picks: list[tuple[int, int]], seqs: list[Tensor], slots: list[Tensor],
-               device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-        n = max(seqs[c].shape[1] for c, _ in picks)
+               device: torch.device, context: int, step: int,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Token sequences of the picked models, padded; one longer than the context is cut
+        to a random window (starting on a chunk boundary, ``step`` tokens a chunk)."""
+        width = context - context % step
+        n = min(max(seqs[c].shape[1] for c, _ in picks), width)
         toks = torch.zeros(len(picks), n, dtype=torch.long, device=device)
         slts = torch.zeros(len(picks), n, 3, dtype=torch.long, device=device)
         valid = torch.zeros(len(picks), n, dtype=torch.bool, device=device)
         for b, (c, r) in enumerate(picks):
             k = seqs[c].shape[1]
-            toks[b, :k] = seqs[c][r]
-            slts[b, :k] = slots[c]
+            a = 0
+            if k > width:
+                a = step * int(torch.randint(0, (k - width) // step + 1, (1,),
+                                             generator=generator))
+                k = width
+            toks[b, :k] = seqs[c][r, a:a + k]
+            slts[b, :k] = slots[c][a:a + k]
             valid[b, :k] = True
         return toks, slts, valid
 
+    @staticmethod
+    def _ids(entry: ZooEntry) -> Tensor:
+        return entry.position_offset + torch.arange(entry.tokenizer.num_tokens)
+
     @torch.no_grad()
-    def _chunk_context(self, tokenizer: Tokenizer, arch: Tensor, entry: ZooEntry | None
-                       ) -> Tensor:
+    def _chunk_context(self, arch: Tensor, tokenizer: Tokenizer, ids: Tensor | None) -> Tensor:
         """The VQ-VAE's context [C, hidden] for every chunk of a layout (``arch`` [1, 384]);
-        ``entry``: the zoo collection with this layout (None for a layout outside the zoo)."""
+        ``ids``: its chunks' position ids (-1 or None: position-free, outside the zoo)."""
         device = self.device
         C = tokenizer.num_tokens
-        ids = (entry.position_offset + torch.arange(C)).to(device) if entry is not None \
-            else None
-        return self.vqvae.context(arch.to(device).expand(C, -1),
-                                  tokenizer.positions.to(device), ids)
+        return self.vqvae.context(arch.to(device).expand(C, -1), tokenizer.positions.to(device),
+                                  ids.to(device) if ids is not None else None)
 
     # ------------------------------------------------------------------ sampling
     def _target(self, like: Mapping[str, Tensor], dataset: str | None,
-                architecture: str | None
-                ) -> tuple[Tokenizer, str, str | None, str, ZooEntry | None]:
-        """The chunker, architecture text and dataset for sampling models like ``like``, and
-        whether that layout/dataset pair was seen ("seen", "unseen-pair", "unseen-arch")."""
+                architecture: str | None) -> Target:
+        """How to sample models like ``like`` for ``dataset``: a seen layout uses its own
+        collection; another borrows from the zoo (transfer.borrow)."""
         check_single_dtype(like, "like")
         if self.dataset_conditioned:
             if dataset is None:
@@ -345,73 +360,84 @@ class IGPG(Generator):
             arch_text = entry.arch_text
             if architecture:
                 arch_text = describe_architecture(generated_layout(like), architecture)
-            return (entry.tokenizer, arch_text, dataset, "seen" if exact else "unseen-pair",
-                    entry)
-        tokenizer = chunker_for_unseen(like, self.config.chunk_size, self.config.vectorization,
-                                       [e.tokenizer for e in self.zoo])
-        return (tokenizer, describe_architecture(generated_layout(like), architecture),
-                dataset, "unseen-arch", None)
+            return Target(entry.tokenizer, arch_text, dataset, "seen" if exact else "unseen-pair",
+                          self._ids(entry), entry.coords)
+        b = borrow(like, self.zoo, _canon_dataset(dataset), self.config.chunk_size,
+                   self.config.vectorization)
+        return Target(b.tokenizer, describe_architecture(generated_layout(like), architecture),
+                      dataset, "unseen-arch", b.position_ids, b.coords)
 
     def _token_models(self, n: int, like: Any, dataset: str | None, seed: int,
                       temperature: float | None, top_k: int | None, architecture: str | None,
-                      progress: bool) -> tuple[Tokenizer, Tensor, Iterator[tuple[int, Tensor]]]:
-        """The chunker of the target layout, the VQ-VAE context of its chunks, and an iterator
-        of (model index, token ids [C, l])."""
+                      progress: bool
+                      ) -> tuple[Target, Tensor, Iterator[tuple[int, Tensor, int, int]]]:
+        """The target layout, the VQ-VAE context of its chunks, and an iterator of (model
+        index, token ids [C, l], coordinate group it is decoded with, sampling seed)."""
         cfg = self.config
         sd = _as_state_dict(like)
         if not any(v.is_floating_point() and v.numel() > 0 for v in sd.values()):
             # Nothing to generate: say so here rather than fail reshaping zero chunks later.
             raise ValueError(f"like= holds no floating-point values to generate (keys: "
                              f"{sorted(sd)[:5]}); give the state dict of the model to sample")
-        tokenizer, arch_text, dataset, _, entry = self._target(sd, dataset, architecture)
-        l = cfg.tokens_per_chunk
-        length = tokenizer.num_tokens * l
-        if length > self.context:
-            raise ValueError(f"like has {tokenizer.num_values} values in {tokenizer.num_tokens} "
-                             f"chunks of {cfg.chunk_size} = {length} tokens, more than this "
-                             f"generator's context of {self.context} tokens: it cannot cover "
-                             "that architecture (fit with a larger context= or chunk_size=)")
+        target = self._target(sd, dataset, architecture)
+        tokenizer, l = target.tokenizer, cfg.tokens_per_chunk
         temperature = cfg.temperature if temperature is None else float(temperature)
         top_k = cfg.top_k if top_k is None else int(top_k)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         device = self.device
-        arch = self._embed([arch_text]).to(device)
-        data = self._embed([dataset_text(dataset)]).to(device) if self.dataset_conditioned \
-            else None
+        arch = self._embed([target.arch_text]).to(device)
+        data = self._embed([dataset_text(target.dataset)]).to(device) \
+            if self.dataset_conditioned else None
         slots = chunk_slots(tokenizer, l).to(device)
         gen = torch.Generator(device=device).manual_seed(seed)
+        # each sample is decoded around one group (basin) of its collection, drawn uniformly
+        groups = target.coords.groups if target.coords is not None else 1
+        group_of = torch.randint(0, groups, (n,), generator=torch.Generator().manual_seed(seed))
         prior = self.prior.to(device).eval()
 
-        def models() -> Iterator[tuple[int, Tensor]]:
+        def models() -> Iterator[tuple[int, Tensor, int, int]]:
             bar = progress_bar(n, "igpg sample", progress)
             for start in range(0, n, cfg.sample_batch):
                 k = min(cfg.sample_batch, n - start)
                 toks = prior.generate(slots.expand(k, -1, -1), arch.expand(k, -1),
                                       data.expand(k, -1) if data is not None else None,
-                                      temperature, top_k, gen)
+                                      temperature, top_k, gen, step=l)
                 for j in range(k):
-                    yield start + j, toks[j].view(-1, l)
+                    yield start + j, toks[j].view(-1, l), int(group_of[start + j]), seed
                     bar.update(1)
             bar.close()
 
-        return tokenizer, self._chunk_context(tokenizer, arch, entry), models()
+        return target, self._chunk_context(arch, tokenizer, target.position_ids), models()
 
     @torch.no_grad()
-    def _decode_into(self, tokenizer: Tokenizer, tokens: Tensor, context: Tensor, sink,
+    def _decode_into(self, target: Target, tokens: Tensor, context: Tensor, sink, group: int,
+                     noise: tuple[int, int] | None = None, scale: float | None = None,
                      block: int = 4096) -> None:
-        """Decode one model's token ids [C, l] a block of chunks at a time into ``sink``."""
-        stream = Detokenizer(tokenizer, sink)
+        """Decode one model's token ids [C, l] a block of chunks at a time into ``sink``,
+        un-standardised with the coordinate statistics of ``group``; ``noise`` = (seed, model
+        index) adds the residual noise (config ``residual_noise``), None: none."""
+        stream = Detokenizer(target.tokenizer, sink)
         vq = self.vqvae.to(self.device).eval()
+        scale = self.config.residual_noise if scale is None else float(scale)
+        if not scale >= 0:
+            raise ValueError(f"residual_noise must be >= 0, got {scale}")
+        gen = None
+        if noise is not None and scale > 0:
+            gen = torch.Generator().manual_seed(noise[0] * 1_000_003 + noise[1] + 1)
         for s in range(0, tokens.shape[0], block):
-            stream.feed(vq.decode(tokens[s:s + block], context[s:s + block]).float().cpu())
+            x = vq.decode(tokens[s:s + block], context[s:s + block]).float().cpu()
+            if target.coords is not None:
+                eps = scale * torch.randn(x.shape, generator=gen) if gen is not None else None
+                x = target.coords.restore(x, group, s, eps)
+            stream.feed(x)
         stream.close()
 
     @torch.no_grad()
     def _sample(self, n: int, *, seed: int = 0, progress: bool = False, like: Any = None,
                 dataset: str | None = None, temperature: float | None = None,
-                top_k: int | None = None,
-                architecture: str | None = None) -> list[dict[str, Tensor]]:
+                top_k: int | None = None, architecture: str | None = None,
+                residual_noise: float | None = None) -> list[dict[str, Tensor]]:
         """``n`` state dicts with exactly ``like``'s keys, shapes and dtypes, for ``dataset``.
 
         ``like``: a state dict, an ``nn.Module`` or a ``.safetensors`` path (its values are not
@@ -419,13 +445,15 @@ class IGPG(Generator):
         collection, or from ``like`` for a layout the zoo did not hold). ``temperature`` and
         ``top_k`` shape the prior's sampling (default: the config's). ``architecture``: free
         text added to the layout's description (as ``info["architecture"]`` was in training).
+        ``residual_noise``: times the per-coordinate std of the VQ-VAE's error added to each
+        decoded chunk (default: the config's; 0: the decoder's output as it is).
         """
-        tokenizer, context, models = self._token_models(n, like, dataset, seed, temperature,
-                                                        top_k, architecture, progress)
+        target, context, models = self._token_models(n, like, dataset, seed, temperature,
+                                                     top_k, architecture, progress)
         out = []
-        for _, tokens in models:
-            builder = StateDictBuilder(tokenizer)
-            self._decode_into(tokenizer, tokens, context, builder)
+        for i, tokens, group, s in models:
+            builder = StateDictBuilder(target.tokenizer)
+            self._decode_into(target, tokens, context, builder, group, (s, i), residual_noise)
             out.append(builder.result())
         return out
 
@@ -433,23 +461,45 @@ class IGPG(Generator):
     def _sample_to_files(self, paths: list, *, seed: int = 0, progress: bool = False,
                          metadata: dict[str, str] | None = None, like: Any = None,
                          dataset: str | None = None, temperature: float | None = None,
-                         top_k: int | None = None,
-                         architecture: str | None = None) -> list[Path]:
+                         top_k: int | None = None, architecture: str | None = None,
+                         residual_noise: float | None = None) -> list[Path]:
         """Sample ``len(paths)`` models, each decoded chunk block by chunk block straight into
         its ``.safetensors`` file (only token ids are held per model, not its values)."""
-        tokenizer, context, models = self._token_models(len(paths), like, dataset, seed,
-                                                        temperature, top_k, architecture,
-                                                        progress)
+        target, context, models = self._token_models(len(paths), like, dataset, seed,
+                                                     temperature, top_k, architecture, progress)
         written = []
-        for i, tokens in models:
-            sink = SafetensorsSink(tokenizer, paths[i], metadata)
+        for i, tokens, group, s in models:
+            sink = SafetensorsSink(target.tokenizer, paths[i], metadata)
             try:
-                self._decode_into(tokenizer, tokens, context, sink)
+                self._decode_into(target, tokens, context, sink, group, (s, i), residual_noise)
             except BaseException:
                 sink.abort()
                 raise
             written.append(sink.close())
         return written
+
+    @torch.no_grad()
+    def encode(self, state_dict: Mapping[str, Tensor], dataset: str | None = None
+               ) -> tuple[Tensor, int]:
+        """One model's VQ-VAE token ids [C, l] and the coordinate group it was standardised
+        with (its nearest group's mean; 0 without coordinate statistics)."""
+        self._require_fitted()
+        return self._encode(self._target(_as_state_dict(state_dict),
+                                         dataset if self.dataset_conditioned else None, None),
+                            _as_state_dict(state_dict))[:2]
+
+    def _encode(self, target: Target, sd: Mapping[str, Tensor]) -> tuple[Tensor, int, Tensor]:
+        device = self.device
+        context = self._chunk_context(self._embed([target.arch_text]), target.tokenizer,
+                                      target.position_ids)
+        chunks = target.tokenizer.tokenize(sd)
+        group = 0
+        if target.coords is not None:
+            group = target.coords.nearest_group(chunks)
+            chunks = target.coords.standardise(chunks, group)
+        tokens = self.vqvae.to(device).eval().tokenize(
+            chunks.to(device), target.tokenizer.mask.to(device), context)
+        return tokens, group, context
 
     @torch.no_grad()
     def reconstruct(self, state_dict: Mapping[str, Tensor], dataset: str | None = None
@@ -458,15 +508,10 @@ class IGPG(Generator):
         "VQVAE reconstruction")."""
         self._require_fitted()
         sd = _as_state_dict(state_dict)
-        tokenizer, arch_text, _, _, entry = self._target(
-            sd, dataset if self.dataset_conditioned else None, None)
-        device = self.device
-        context = self._chunk_context(tokenizer, self._embed([arch_text]), entry)
-        chunks = tokenizer.tokenize(sd).to(device)
-        tokens = self.vqvae.to(device).eval().tokenize(chunks, tokenizer.mask.to(device),
-                                                        context)
-        builder = StateDictBuilder(tokenizer)
-        self._decode_into(tokenizer, tokens, context, builder)
+        target = self._target(sd, dataset if self.dataset_conditioned else None, None)
+        tokens, group, context = self._encode(target, sd)
+        builder = StateDictBuilder(target.tokenizer)
+        self._decode_into(target, tokens, context, builder, group)
         return builder.result()
 
     # ------------------------------------------------------------------ files
@@ -485,6 +530,11 @@ class IGPG(Generator):
         tensors.update({f"prior.{k}": v for k, v in self.prior.state_dict().items()})
         for i, e in enumerate(self.zoo):
             tensors.update({f"zoo.{i}.{k}": v for k, v in e.tokenizer.copied_tensors().items()})
+            if e.coords is not None:
+                tensors[f"coords.{i}.mean"] = e.coords.mean
+                tensors[f"coords.{i}.std"] = e.coords.std
+                if e.coords.residual is not None:
+                    tensors[f"coords.{i}.residual"] = e.coords.residual
         texts = sorted(self._texts)
         if texts:
             tensors["text_embeddings"] = torch.stack([self._texts[t] for t in texts])
@@ -498,9 +548,14 @@ class IGPG(Generator):
         for i, z in enumerate(config["zoo"]):
             prefix = f"zoo.{i}."
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            # generators saved before the coordinate statistics have none: identity
+            coords = (CoordinateStats(tensors[f"coords.{i}.mean"], tensors[f"coords.{i}.std"],
+                                      tensors.get(f"coords.{i}.residual"))
+                      if f"coords.{i}.mean" in tensors else None)
             self.zoo.append(ZooEntry(z["signature"], z["dataset"], z["arch_text"],
                                      Tokenizer.from_config(z["tokenizer"], own), int(z["size"]),
-                                     dict(z.get("info") or {}), int(z["position_offset"])))
+                                     dict(z.get("info") or {}), int(z["position_offset"]),
+                                     coords))
         texts = config.get("texts") or []
         if texts:
             self._texts = dict(zip(texts, tensors["text_embeddings"].unbind(0)))

@@ -19,6 +19,9 @@ OPTIONS = MethodOptions(
                               kind="float"),
         "top_k": Option("sample among the k likeliest codes (default: the config's)",
                         kind="count"),
+        "residual_noise": Option("times the VQ-VAE's per-coordinate reconstruction error added "
+                                 "as noise, >= 0 (default: the config's; 0: none)",
+                                 kind="float"),
         "architecture": Option("free text added to the layout's description, as "
                                "info['architecture'] was in training", metavar="TEXT"),
     })

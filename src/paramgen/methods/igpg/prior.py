@@ -7,7 +7,9 @@ order. The input that predicts token i also carries where token i sits (tensor i
 tensor, token in chunk, as sinusoidal features, plus a learned absolute position), so the prior
 always knows which layer it is writing. Causal attention; cross-entropy on the next token.
 Sampling keeps each layer's keys and values (a KV cache), so a model of N tokens costs N
-one-token steps rather than N passes over a growing prefix.
+one-token steps rather than N passes over a growing prefix. A model longer than the context is
+written in overlapping windows (Algorithm 1 lines 10-19; training sees random windows of the
+sequences longer than the context, so a window that starts mid-model is a case it learned).
 """
 
 from __future__ import annotations
@@ -119,10 +121,36 @@ class GPTPrior(nn.Module):
 
     @torch.no_grad()
     def generate(self, slots: Tensor, arch: Tensor, data: Tensor | None, temperature: float,
-                 top_k: int | None, generator: torch.Generator | None) -> Tensor:
-        """Sample token ids [B, n] for B models whose token positions are ``slots`` [B, n, 3]."""
+                 top_k: int | None, generator: torch.Generator | None,
+                 step: int = 1) -> Tensor:
+        """Sample token ids [B, n] for B models whose token positions are ``slots`` [B, n, 3].
+
+        Past the context (n > context) the sequence is written window by window, the paper's
+        Algorithm 1 lines 10-19: the first window as usual, then each next window conditioned on
+        the last half of the tokens already written (re-read as its prompt, at window positions
+        0, 1, ...; the slot features keep the true tensor/chunk positions). Windows start on a
+        multiple of ``step`` (the tokens per chunk), as the training windows do."""
+        n = slots.shape[1]
+        if n <= self.context:
+            return self._window(None, slots, arch, data, temperature, top_k, generator)
+        width = self.context - self.context % step
+        keep = max(step, (width // 2) // step * step)
+        out = self._window(None, slots[:, :width], arch, data, temperature, top_k, generator)
+        while out.shape[1] < n:
+            done = out.shape[1]
+            new = min(width - keep, n - done)
+            more = self._window(out[:, done - keep:], slots[:, done - keep:done + new], arch,
+                                data, temperature, top_k, generator)
+            out = torch.cat([out, more], 1)
+        return out
+
+    def _window(self, prompt: Tensor | None, slots: Tensor, arch: Tensor, data: Tensor | None,
+                temperature: float, top_k: int | None, generator: torch.Generator | None
+                ) -> Tensor:
+        """Tokens for the positions of ``slots`` [B, m + new, 3] after ``prompt`` [B, m] (the
+        first m of them, given): returns the ``new`` sampled ones, with a KV cache."""
         B, n = slots.shape[0], slots.shape[1]
-        out = torch.zeros(B, n, dtype=torch.long, device=slots.device)
+        m = 0 if prompt is None else prompt.shape[1]
         where = self.slot_proj(slot_features(slots.reshape(-1, 3), self.dim).view(B, n, -1)
                                .to(self.position.dtype)) + self.position[:n]
         prefix = [self.arch_proj(arch)[:, None]]
@@ -130,8 +158,11 @@ class GPTPrior(nn.Module):
             prefix.append(self.data_proj(data)[:, None])
         h = torch.cat(prefix, 1)
         h = torch.cat([h[:, :-1], h[:, -1:] + where[:, :1]], 1)     # predicts token 0
+        if m:
+            h = torch.cat([h, self.token_emb(prompt) + where[:, 1:m + 1]], 1)
+        out = torch.zeros(B, n - m, dtype=torch.long, device=slots.device)
         caches: list[list] = [[] for _ in self.blocks]
-        for i in range(n):
+        for i in range(n - m):
             for block, cache in zip(self.blocks, caches):
                 h = block(h, cache)
             logits = self.head(self.norm(h[:, -1])).float() / temperature
@@ -139,6 +170,6 @@ class GPTPrior(nn.Module):
                 kth = logits.topk(top_k, dim=-1).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
             out[:, i] = torch.multinomial(F.softmax(logits, -1), 1, generator=generator)[:, 0]
-            if i + 1 < n:
-                h = (self.token_emb(out[:, i]) + where[:, i + 1])[:, None]
+            if m + i + 1 < n:
+                h = (self.token_emb(out[:, i]) + where[:, m + i + 1])[:, None]
         return out
