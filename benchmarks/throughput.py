@@ -7,9 +7,10 @@ sample would take at 100% of it.
     python benchmarks/throughput.py --quality [--collection cnn-s/digits] [--fit-steps 600]
         [--timed-steps 20] [--samples 10]
 
-**Per model size** (the default): 4 random checkpoints of the MLP closest to each size
-(benchmarks/memory_scaling.py's), and the settings ``RPG()`` chooses for that many generated
-values (methods/rpg/choice.py: the size rule). For each, in fp32 and bf16 autocast:
+**Per model size** (the default): random checkpoints of the MLP closest to each size
+(benchmarks/memory_scaling.py's), as many as a training step draws (the chosen
+``batch_size``: with fewer checkpoints every step would be smaller than a real fit's), and the
+settings ``RPG()`` chooses for that many generated values (methods/rpg/choice.py: the size rule). For each, in fp32 and bf16 autocast:
 
 * **train step**: FLOPs of one step (``FlopCounterMode`` around a one-step fit), split by module:
   the denoiser (``Denoiser1D``), the backbone (everything else the network runs: the recurrent
@@ -142,9 +143,10 @@ def size_cost(target: int, autocast: str, timed_steps: int, sample_tokens: int) 
 
     from paramgen.methods.rpg.choice import CollectionFacts, choose_config
 
-    ckpts = pg.CheckpointSet.from_state_dicts(_checkpoints(target, 4, 0))
-    facts = CollectionFacts.of(ckpts)
+    facts = CollectionFacts.of(_checkpoints(target, 1, 0))
     cfg = choose_config(None, None, {"autocast": autocast}, facts).config
+    # As many checkpoints as a step draws: with fewer, every step is smaller than a real fit's.
+    ckpts = pg.CheckpointSet.from_state_dicts(_checkpoints(target, cfg.batch_size, 0))
     step_flops, step_split = flops_by_module(
         lambda: pg.RPG(autocast=autocast).fit(ckpts, steps=1, seed=0, progress=False))
     stamps: list[float] = []
