@@ -89,24 +89,25 @@ def _split(rest: str) -> list[str]:
     return items + [cur] if cur else items
 
 
-def measure(which: str, ckpts, model, x, y, name: str, overrides: dict, samples: int) -> dict:
+def measure(which: str, ckpts, model, x, y, name: str, overrides: dict, samples: int,
+            seed: int = 0) -> dict:
     gen = pg.PDiff(**overrides)
     ae_steps = gen.config.ae_steps
     stamps: list[float] = []
     c0, w0 = cpu_seconds(), time.perf_counter()
-    gen.fit(ckpts, seed=0, progress=False, callback=lambda done, loss: stamps.append(
+    gen.fit(ckpts, seed=seed, progress=False, callback=lambda done, loss: stamps.append(
         cpu_seconds()))
     fit_cpu, fit_wall = cpu_seconds() - c0, time.perf_counter() - w0
     ae_cpu = stamps[ae_steps - 1] - c0
     c1 = cpu_seconds()
-    out = gen.sample(samples, seed=0)
+    out = gen.sample(samples, seed=seed)
     sample_cpu = cpu_seconds() - c1
     originals = list(ckpts)
     acc_o = [100 * float(v) for v in score(predictions(originals, model, x), y)]
     acc_g = [100 * float(v) for v in score(predictions(out, model, x), y)]
     space = ParamSpace(originals)
     so, sg = pairwise_spread(space, originals), pairwise_spread(space, out)
-    return dict(collection=which, variant=name, overrides=overrides,
+    return dict(collection=which, variant=name, overrides=overrides, seed=seed,
                 ae_steps=ae_steps, ddpm_steps=gen.config.ddpm_steps,
                 fit_cpu=fit_cpu, fit_wall=fit_wall, ae_cpu=ae_cpu, ddpm_cpu=fit_cpu - ae_cpu,
                 sample_cpu=sample_cpu, orig_mean=statistics.mean(acc_o),
@@ -158,7 +159,7 @@ HEADERS = ["collection", "variant", "AE + DDPM steps", "fit cpu s (AE / DDPM)", 
 
 
 def row(r: dict) -> list[str]:
-    return [r["collection"], r["variant"], f"{r['ae_steps']} + {r['ddpm_steps']}",
+    return [r["collection"], f"{r['variant']} (seed {r.get('seed', 0)})", f"{r['ae_steps']} + {r['ddpm_steps']}",
             f"{r['fit_cpu']:.0f} ({r['ae_cpu']:.0f} / {r['ddpm_cpu']:.0f})",
             f"{r['fit_wall']:.0f}", f"{r['orig_mean']:.2f}",
             f"{r['gen_mean']:.2f} ({r['gen_min']:.2f}-{r['gen_max']:.2f})",
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--collections", default="mlp,cnn-m")
     ap.add_argument("--variants", nargs="*", default=["default:"])
     ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0, help="fit and sampling seed")
     ap.add_argument("--root", default="runs/pdiff_speed")
     ap.add_argument("--out", default="runs/pdiff_speed")
     ap.add_argument("--table-only", action="store_true", help="print the saved results")
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
             ckpts, model, x, y = collection(which, Path(args.root))
             for text in args.variants:
                 name, overrides = parse_variant(text)
-                r = measure(which, ckpts, model, x, y, name, overrides, args.samples)
+                r = measure(which, ckpts, model, x, y, name, overrides, args.samples, args.seed)
                 with open(results, "a") as f:
                     f.write(json.dumps(r) + "\n")
                 print(table(HEADERS, [row(r)]).splitlines()[-1], flush=True)
