@@ -21,12 +21,17 @@ line ``PART: ok ...``, ``PART: FAILED ...`` or ``PART: skipped (why)``:
   224x224 inputs, 1000 classes), untrained: ``RPG()`` chooses its settings for that size, is
   fitted one step on two copies (an untrained generator of that shape costs what a trained one
   costs to sample), and samples one model in the default (partial) mode with the default sampler
-  and with DDIM 60; time and peak GPU memory against RPG Table 7 (ViT-Base: 20.7 GB; 0.5 / 0.6 /
+  (and with DDIM 60 under ``--vit-ddim60``); time and peak GPU memory against RPG Table 7 (ViT-Base: 20.7 GB; 0.5 / 0.6 /
   0.8 / 1.1 / 1.8 min at 5 / 20 / 60 / 100 / 200 steps, one H100) and Table 13 (partial mode,
   one model: ResNet-18 1.8 min 10.3 GB, ViT-Small 2.9 min 10.5 GB). Reduced (CPU): the same on
   a 1-block ViT of ~10K values, peak process RSS instead of GPU memory.
 * **accelerate** (2+ GPUs): ``accelerate launch --multi_gpu --num_processes 2`` of a short
   ``paramgen train`` on the bf16-fit collection; one generator must come out.
+
+Sampling runs the denoiser on 32 tokens a call (``SAMPLING_PIECE``, sized for CPU caches): at
+ViT-Base's ~338K tokens that is ~10,600 denoiser calls per solver step (~106K for
+DPM-Solver++ 10), so on a GPU expect this sample to be bound by kernel launches: its time is the
+figure to compare with Table 7, and the first thing to tune there.
 
 Without CUDA the script runs the reduced parts and names each GPU part it skipped. ``--reduced``
 forces the reduced parts on a GPU machine too (a quick smoke run).
@@ -274,7 +279,7 @@ def vit_base_layout(reduced: bool) -> tuple[str, dict[str, torch.Tensor]]:
     return "ViT-Base/16", model.state_dict()
 
 
-def part_vit_base(rep: Report, cuda: bool, reduced: bool) -> None:
+def part_vit_base(rep: Report, cuda: bool, reduced: bool, ddim60: bool = False) -> None:
     import paramgen as pg
 
     reduced = reduced or not cuda
@@ -287,7 +292,7 @@ def part_vit_base(rep: Report, cuda: bool, reduced: bool) -> None:
         gen.fit(ckpts, steps=1, seed=0, progress=False)
     c = gen.config
     params = sum(p.numel() for p in gen.network.parameters())
-    runs = [(c.sampler, c.sampling_steps)] + ([] if reduced else [("ddim", 60)])
+    runs = [(c.sampler, c.sampling_steps)] + ([("ddim", 60)] if ddim60 and not reduced else [])
     results = []
     for sampler, steps in runs:
         with Peak(device == "cuda") as s:
@@ -348,6 +353,9 @@ def main(argv: list[str] | None = None) -> Report:
     ap.add_argument("--reduced", action="store_true",
                     help="the CPU-sized parts even on a GPU (always so without CUDA)")
     ap.add_argument("--out", default="runs/gpu_check", help="collections, generators, summary")
+    ap.add_argument("--vit-ddim60", action="store_true",
+                    help="also sample the ViT-Base layout with DDIM 60 (Table 7's 60-step point; "
+                         "6x the default sampler's time)")
     args = ap.parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sampling.py's helpers
     torch.manual_seed(0)
@@ -361,7 +369,7 @@ def main(argv: list[str] | None = None) -> Report:
     part_install(rep, args.install, cuda)
     rep.run("kernels", lambda: part_kernels(rep, cuda))
     rep.run("bf16-fit", lambda: part_bf16_fit(rep, cuda, args.reduced, out))
-    rep.run("vit-base", lambda: part_vit_base(rep, cuda, args.reduced))
+    rep.run("vit-base", lambda: part_vit_base(rep, cuda, args.reduced, args.vit_ddim60))
     with tempfile.TemporaryDirectory() as tmp:
         rep.run("accelerate", lambda: part_accelerate(rep, cuda, args.reduced,
                                                       Path(tmp) if args.reduced else out))

@@ -49,11 +49,11 @@ class PDiffConfig(SharedSettings):
     sampling_steps: int | None = sampling(None)     # None: all timesteps (ddpm), 60 (ddim)
     sample_batch: int = sampling(16)                # models decoded at once (bounds memory)
     # training: the autoencoder first, then the DDPM on its frozen latents
-    ae_steps: int = training(1000)
+    ae_steps: int = training(400)
     ae_lr: float = training(3e-3)
     ae_weight_decay: float = training(2e-6)
     ae_batch_size: int = training(50)
-    ddpm_steps: int = training(2000)
+    ddpm_steps: int = training(1000)
     ddpm_lr: float = training(3e-3)
     ddpm_weight_decay: float = training(2e-6)
     ddpm_batch_size: int = training(50)

@@ -11,7 +11,9 @@
                AdamW lr 1e-3, weight decay 2e-6, 30,000 AE steps then 30,000 DDPM steps, the whole
                200-checkpoint collection as one batch. Same networks as ``paper``.
 * ``cpu``      ours: sized so a cnn-s/digits collection (2,464 parameters, 50 checkpoints) trains
-               to parity in a few minutes on 2 CPU cores (docs/pdiff.md says how it was chosen).
+               to parity in a few minutes on 2 CPU cores (docs/pdiff.md says how it was chosen);
+               400 + 1000 steps since 1000 + 2000 gave the same samples on two ~10K-parameter
+               models at 2.5x the CPU time (docs/pdiff.md, "Fit cost").
 * ``cpu-partial`` ``cpu`` generating only the last two normalization layers (p-diff's default
                partial setting); everything else is copied from the reference checkpoint.
 
@@ -46,8 +48,8 @@ PDIFF_PRESETS: dict[str, dict] = {
                 input_noise=1e-3, latent_noise=1e-1,
                 denoiser_channels=(1, 32, 64), denoiser_kernel_size=3, denoiser_fc_channels=4,
                 denoiser_fc_hidden=256, sampler="ddpm", sampling_steps=None,
-                ae_steps=1000, ae_lr=3e-3, ae_weight_decay=2e-6, ae_batch_size=50,
-                ddpm_steps=2000, ddpm_lr=3e-3, ddpm_weight_decay=2e-6, ddpm_batch_size=50,
+                ae_steps=400, ae_lr=3e-3, ae_weight_decay=2e-6, ae_batch_size=50,
+                ddpm_steps=1000, ddpm_lr=3e-3, ddpm_weight_decay=2e-6, ddpm_batch_size=50,
                 lr_schedule="cosine"),
 }
 PDIFF_PRESETS["cpu-partial"] = dict(PDIFF_PRESETS["cpu"], keys="last-norm-2")
