@@ -342,7 +342,9 @@ def test_nested_stop_requests_share_a_signal_and_a_second_one_gets_out():
 
     default = signal.getsignal(signal.SIGTERM)
     with StopRequests() as outer:
-        os.kill(os.getpid(), signal.SIGTERM)
+        # raise_signal: delivered to this thread before it returns (os.kill may land on another
+        # thread of the process, and the main thread would see it a few bytecodes later)
+        signal.raise_signal(signal.SIGTERM)
         assert outer.signal == signal.SIGTERM
         with StopRequests() as inner:  # set up after the signal
             assert inner.signal == signal.SIGTERM
@@ -351,7 +353,7 @@ def test_nested_stop_requests_share_a_signal_and_a_second_one_gets_out():
     assert signal.getsignal(signal.SIGTERM) is default
     with StopRequests() as outer:
         with StopRequests() as inner:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
             assert inner.signal == outer.signal == signal.SIGINT
             assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) is default

@@ -180,7 +180,7 @@ def test_a_signal_saves_the_step_it_hit_and_the_rerun_goes_on_from_there(tmp_pat
 
     def signal_at_3(step: int, loss: float) -> None:
         if step == 3:
-            os.kill(os.getpid(), signum)  # delivered here; honoured once step 3 is complete
+            signal.raise_signal(signum)  # delivered here, in this thread; honoured after step 3
 
     with pytest.raises(Interrupted) as caught:
         RPG(config=RPGConfig(**TINY)).fit(ckpts, progress=False, workdir=tmp_path,
