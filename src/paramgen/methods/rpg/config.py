@@ -23,6 +23,10 @@ class RPGConfig(SharedSettings):
     # tokenization
     token_size: int = setting(256)
     tokenization: str = setting("layer")            # layer | flat | channel
+    # tensor: each tensor normalised by its mean and std over the collection (RPG); value: each
+    # value centred on its own mean over the collection first, so the tokens hold what differs
+    # between the models (a task grid of fine-tunes of one model), at unit scale.
+    normalization: str = setting("tensor")
     # embeddings
     position_embedding: str = setting("2d")         # 2d | 1d | learnable
     permutation_state: str = setting("auto")        # checkpoint | run | none | auto (run when
@@ -88,6 +92,7 @@ class RPGConfig(SharedSettings):
         self._check_channels("denoiser_channels")
         self._check_choices({
             "tokenization": ("layer", "flat", "channel"),
+            "normalization": ("tensor", "value"),
             "position_embedding": ("2d", "1d", "learnable"),
             "permutation_state": PERMUTATION_STATES,
             "backbone": ("mamba", "lstm", "transformer", "none"),

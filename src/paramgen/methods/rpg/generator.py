@@ -157,7 +157,8 @@ class RPG(Generator):
 
         torch.manual_seed(seed)
         part = self._select_keys(ckpts)
-        tokenizer = Tokenizer.fit(part, cfg.token_size, cfg.tokenization)
+        tokenizer = Tokenizer.fit(part, cfg.token_size, cfg.tokenization,
+                                  center=cfg.normalization == "value")
         window = choose_window(cfg.train_window, tokenizer.num_tokens)
         # [N, L, T]; large ones on disk when training is windowed (methods/rpg/token_store.py)
         fingerprint = Fingerprint()
