@@ -15,7 +15,8 @@ Per grid, balanced accuracy (%) on the relabelled test split, four rows:
   * nearest-seen copy: for each unseen task, the directly trained models of the seen task(s)
              whose bits are closest (Hamming), scored on the unseen task: what a lookup gives;
 each against the task's directly trained models (mean of its checkpoints); "worst" is the task
-with the largest gap. Adapter grids (`collect --lora`) are scored loaded onto their base.
+with the largest gap. --flipped N adds RPG Table 10's check. Adapter grids (`collect --lora`)
+are scored loaded onto their base.
 Fit times are CPU seconds of this process (one thread) and wall seconds.
 """
 
@@ -133,6 +134,11 @@ def measure_grid(path: str, args) -> dict:
             return score(gen.tokenizer.detokenize(tokens), bits)
         rows.append(row("unseen, prototypes", [(b, statistics.mean(direct[b]), prototype(b))
                                                for b in unseen[:n]]))
+    flipped = []
+    for j in torch.randperm(len(seen), generator=g)[:args.flipped].tolist():
+        inverse = "".join("1" if c == "0" else "0" for c in seen[j])
+        flipped.append((seen[j], generated(seen[j]), inverse, generated(inverse),
+                        "seen" if inverse in seen_set else "unseen"))
     eval_cpu = time.process_time() - t0
     return {"grid": grid_dir.name, "arch": info.get("arch") or info.get("base", {}).get("arch"),
             "data": info["data"], "adapter": bool(info.get("peft_config")),
@@ -140,7 +146,7 @@ def measure_grid(path: str, args) -> dict:
             "fit_cpu": cpu, "fit_wall": wall, "eval_cpu": eval_cpu,
             "steps": gen.config.steps if args.steps is None else args.steps,
             "rows": rows,
-            "per_task": unseen_rows}
+            "per_task": unseen_rows, "flipped": flipped}
 
 
 def print_table(results: list[dict], args) -> None:
@@ -161,6 +167,12 @@ def print_table(results: list[dict], args) -> None:
             print(f"{head} {x['label']} | {x['tasks']} | {100 * x['direct']:.1f} | "
                   f"{100 * x['gen']:.1f} | {100 * (x['direct'] - x['gen']):.2f} | "
                   f"{x['worst_task']}: {100 * x['worst_gap']:.1f} ({100 * x['worst_gen']:.1f}) |")
+    for r in results:
+        if r["flipped"]:
+            print(f"\n{r['grid']}: flipped embeddings (RPG Table 10), every bit of a seen task "
+                  "inverted: seen task, generated, inverted task, generated, in the grid")
+            for bits, a, inverse, b, where in r["flipped"]:
+                print(f"  {bits} {100 * a:6.1f}  {inverse} {100 * b:6.1f}  {where}")
     if args.per_task:
         for r in results:
             print(f"\n{r['grid']}: unseen task, directly trained, generated")
@@ -187,6 +199,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="a screen: 300 fit steps, 2 samples, 10 tasks (unless given)")
     ap.add_argument("--per-task", action="store_true", help="print every unseen task too")
+    ap.add_argument("--flipped", type=int, default=0,
+                    help="seen tasks whose inverted bits to generate (RPG Table 10): their "
+                         "models must stay accurate, not fall to chance")
     ap.add_argument("--prototypes", action="store_true",
                     help="a row for the backbone's prototypes taken as the model (no diffusion)")
     ap.add_argument("--progress", action="store_true", help="show the fit's progress bar")
