@@ -68,6 +68,9 @@ class RPGConfig(SharedSettings):
     batch_size: int = training(16)
     diffusion_batch: int = training(1024)
     grad_clip: float = training(1.0)
+    # Std of Gaussian noise added to each training checkpoint's condition every step (0: none):
+    # a condition seen in training then stands for a neighbourhood, which unseen tasks fall in.
+    condition_noise: float = training(0.0)
     # Windowed training: each step trains a window of this many consecutive tokens per
     # checkpoint, the backbone's state carried from the previous window (methods/rpg/window.py);
     # 0 trains on whole sequences. Bounds a step's time and memory whatever the model's size.
@@ -110,6 +113,6 @@ class RPGConfig(SharedSettings):
         if self.sampling_steps is not None:
             self._check_positive("sampling_steps")
         self._check_finite("lr", "weight_decay", "grad_clip", low=0.0)
-        self._check_finite("position_lr_scale", low=0.0)
+        self._check_finite("position_lr_scale", "condition_noise", low=0.0)
         self._check_finite("min_lr_ratio", low=0.0, high=1.0)
         self._check_finite("beta_start", "beta_end", low=0.0, high=1.0)
