@@ -1,20 +1,32 @@
-"""Models for tasks never seen: train task-conditioned RPG on the seen tasks of a task grid and
-generate for the unseen ones (RPG paper §4, Tables 9, 10, 14).
+"""Models for tasks never seen, on every task grid given: train task-conditioned RPG on the seen
+tasks of each grid and compare, task by task, the generated models with the directly trained
+ones (RPG paper §4, Tables 9, 10, 14; issue 27).
 
-    paramgen collect --tasks all --data digits --out runs/grid-digits
-    python benchmarks/unseen_tasks.py --grid runs/grid-digits [--steps N] [--samples 10]
+    paramgen collect --tasks 300 --data digits --out runs/g-mlp
+    paramgen collect --tasks 300 --data mnist1d --arch cnn-s --out runs/g-cnn
+    paramgen collect --lora r=4,targets=q,v --tasks 150 --data mnist1d --out runs/g-lora
+    python benchmarks/unseen_tasks.py --grid runs/g-mlp --grid runs/g-cnn --grid runs/g-lora
+    python benchmarks/unseen_tasks.py --quick --grid ...     # 300 steps, 10 tasks: a screen
 
-Prints, per unseen task, the directly trained model's balanced accuracy next to the generated
-best / mean / std over --samples models, the mean over all unseen tasks, and the flipped-embedding
-check: every bit of a seen task inverted gives a new task, whose generated models must stay
-accurate rather than fall to chance.
+Per grid, balanced accuracy (%) on the relabelled test split, four rows:
+  * unseen:  generated models (mean of --samples per task) for the held-out tasks;
+  * seen:    the same for a seeded sample of as many seen tasks: how precisely the generator
+             places a conditioned model at all, apart from generalising to new bits;
+  * nearest-seen copy: for each unseen task, the directly trained models of the seen task(s)
+             whose bits are closest (Hamming), scored on the unseen task: what a lookup gives;
+each against the task's directly trained models (mean of its checkpoints); "worst" is the task
+with the largest gap. --flipped N adds RPG Table 10's check. Adapter grids (`collect --lora`)
+are scored loaded onto their base.
+Fit times are CPU seconds of this process (one thread) and wall seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,89 +34,189 @@ import paramgen as pg
 from paramgen.commands.train import parse_overrides, split_tasks
 from paramgen.data import load, relabel
 from paramgen.evaluation.core import build_model, load_into
-from paramgen.metrics import balanced_accuracy, predict
+from paramgen.metrics import evaluate_model
 
 
-def generated_scores(gen, info, x, y, bits: str, n: int, seed: int,
-                     steps: int | None = None) -> list[float]:
-    model = build_model(info)
-    yb = relabel(y, bits)
-    out = []
-    for sd in gen.sample(n, condition=bits, seed=seed, mode="full", steps=steps):
-        out.append(balanced_accuracy(predict(load_into(model, sd), x), yb))
-    return out
+def scorer(grid_dir: Path, info: dict):
+    """(state dict, bits) -> balanced accuracy on the task's relabelled test split."""
+    _, _, x, y = load(info["data"])
+    if info.get("peft_config"):
+        from peft import set_peft_model_state_dict
+
+        from paramgen.adapters import load_adapter
+
+        # The shared initial adapter loaded through peft; each adapter's weights are set into
+        # it in memory (the same outputs as its PEFT folder: tests/test_adapters.py).
+        model = load_adapter(grid_dir / "base", grid_dir / "init")
+
+        def load_sd(sd):
+            set_peft_model_state_dict(model, sd)
+            return model.eval()
+    else:
+        model = build_model(info)
+
+        def load_sd(sd):
+            return load_into(model, sd)
+
+    def score(sd, bits: str) -> float:
+        return evaluate_model(load_sd(sd), x, relabel(y, bits), "balanced_accuracy")
+    return score
+
+
+def hamming(a: str, b: str) -> int:
+    return sum(u != v for u, v in zip(a, b))
+
+
+def fit_or_load(grid, keep: list[int], name: str, args) -> tuple[object, float | None,
+                                                                  float | None]:
+    """The generator of this grid: loaded from --load-dir when it has one, else fitted (and
+    saved to --save-dir); (generator, CPU s, wall s) with None times when loaded."""
+    if args.load_dir and (Path(args.load_dir) / name / "config.json").is_file():
+        return pg.RPG.from_pretrained(Path(args.load_dir) / name), None, None
+    overrides = parse_overrides(args.set)
+    gen = pg.RPG(preset=args.preset, **overrides) if args.preset else pg.RPG(**overrides)
+    cpu0, wall0 = time.process_time(), time.time()
+    gen.fit(grid.subset(keep), steps=args.steps, seed=args.seed, progress=args.progress)
+    cpu, wall = time.process_time() - cpu0, time.time() - wall0
+    if args.save_dir:
+        gen.save_pretrained(Path(args.save_dir) / name)
+    return gen, cpu, wall
+
+
+def row(label: str, per_task: list[tuple[str, float, float]]) -> dict:
+    """per_task: (bits, direct, generated) -> the numbers of one table row."""
+    worst = max(per_task, key=lambda r: r[1] - r[2])
+    return {"label": label, "tasks": len(per_task),
+            "direct": statistics.mean(r[1] for r in per_task),
+            "gen": statistics.mean(r[2] for r in per_task),
+            "worst_task": worst[0], "worst_gap": worst[1] - worst[2],
+            "worst_gen": min(r[2] for r in per_task)}
+
+
+def measure_grid(path: str, args) -> dict:
+    grid_dir = Path(path)
+    grid = pg.CheckpointSet.load(grid_dir)
+    info = grid.info
+    tasks = [grid.provenance(i)["task"] for i in range(len(grid))]
+    seen, unseen = split_tasks(tasks, args.holdout, args.seed)
+    seen_set = set(seen)
+    keep = [i for i, t in enumerate(tasks) if t in seen_set]
+    gen, cpu, wall = fit_or_load(grid, keep, grid_dir.name, args)
+    score = scorer(grid_dir, info)
+    direct: dict[str, list[float]] = {}
+    models: dict[str, list[int]] = {}
+    for i, t in enumerate(tasks):
+        direct.setdefault(t, []).append(grid.metrics(i)["balanced_accuracy"])
+        models.setdefault(t, []).append(i)
+
+    def generated(bits: str) -> float:
+        sds = gen.sample(args.samples, condition=bits, seed=args.seed, mode="full",
+                         steps=args.sample_steps)
+        return statistics.mean(score(sd, bits) for sd in sds)
+
+    n = min(len(unseen), args.max_tasks) if args.max_tasks else len(unseen)
+    g = torch.Generator().manual_seed(args.seed)
+    seen_pick = [seen[j] for j in torch.randperm(len(seen), generator=g)[:n].tolist()]
+    t0 = time.process_time()
+    unseen_rows = [(b, statistics.mean(direct[b]), generated(b)) for b in unseen[:n]]
+    seen_rows = [(b, statistics.mean(direct[b]), generated(b)) for b in seen_pick]
+    copy_rows = []
+    for b in unseen[:n]:
+        d = min(hamming(b, s) for s in seen)
+        near = [s for s in seen if hamming(b, s) == d]
+        copy = statistics.mean(score(grid[i], b) for s in near for i in models[s])
+        copy_rows.append((b, statistics.mean(direct[b]), copy))
+    rows = [row("unseen, generated", unseen_rows), row("seen, generated", seen_rows),
+            row("unseen, nearest-seen copy", copy_rows)]
+    if args.prototypes:  # the backbone's prototypes as the model: the mean the denoiser refines
+        def prototype(bits: str) -> float:
+            tokens = gen.prototypes(1, condition=bits, seed=args.seed)[0]
+            return score(gen.tokenizer.detokenize(tokens), bits)
+        rows.append(row("unseen, prototypes", [(b, statistics.mean(direct[b]), prototype(b))
+                                               for b in unseen[:n]]))
+    flipped = []
+    for j in torch.randperm(len(seen), generator=g)[:args.flipped].tolist():
+        inverse = "".join("1" if c == "0" else "0" for c in seen[j])
+        flipped.append((seen[j], generated(seen[j]), inverse, generated(inverse),
+                        "seen" if inverse in seen_set else "unseen"))
+    eval_cpu = time.process_time() - t0
+    return {"grid": grid_dir.name, "arch": info.get("arch") or info.get("base", {}).get("arch"),
+            "data": info["data"], "adapter": bool(info.get("peft_config")),
+            "values": grid.num_params, "seen": len(seen), "unseen": len(unseen),
+            "fit_cpu": cpu, "fit_wall": wall, "eval_cpu": eval_cpu,
+            "steps": gen.config.steps if args.steps is None else args.steps,
+            "rows": rows,
+            "per_task": unseen_rows, "flipped": flipped}
+
+
+def print_table(results: list[dict], args) -> None:
+    print(f"\nbalanced accuracy (%), {args.samples} samples per task "
+          f"(sampler steps {args.sample_steps or 'default'}), seed {args.seed}; "
+          f"settings: preset {args.preset or 'RPG() default'} {' '.join(args.set)}")
+    print("| grid | values | seen / unseen tasks | fit steps | fit CPU s (wall) | row | tasks "
+          "| directly trained | generated | gap | worst task: gap (generated) |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        kind = "LoRA " if r["adapter"] else ""
+        fit = ("loaded" if r["fit_cpu"] is None
+               else f"{r['fit_cpu']:.0f} ({r['fit_wall']:.0f})")
+        for j, x in enumerate(r["rows"]):
+            head = (f"| {r['grid']} ({kind}{r['arch']}, {r['data']}) | {r['values']} | "
+                    f"{r['seen']} / {r['unseen']} | {r['steps']} | {fit} |" if j == 0
+                    else "| | | | | |")
+            print(f"{head} {x['label']} | {x['tasks']} | {100 * x['direct']:.1f} | "
+                  f"{100 * x['gen']:.1f} | {100 * (x['direct'] - x['gen']):.2f} | "
+                  f"{x['worst_task']}: {100 * x['worst_gap']:.1f} ({100 * x['worst_gen']:.1f}) |")
+    for r in results:
+        if r["flipped"]:
+            print(f"\n{r['grid']}: flipped embeddings (RPG Table 10), every bit of a seen task "
+                  "inverted: seen task, generated, inverted task, generated, in the grid")
+            for bits, a, inverse, b, where in r["flipped"]:
+                print(f"  {bits} {100 * a:6.1f}  {inverse} {100 * b:6.1f}  {where}")
+    if args.per_task:
+        for r in results:
+            print(f"\n{r['grid']}: unseen task, directly trained, generated")
+            for bits, d, gval in r["per_task"]:
+                print(f"  {bits} {100 * d:6.1f} {100 * gval:6.1f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grid", required=True, help="task-grid CheckpointSet folder")
-    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--grid", action="append", required=True,
+                    help="a task-grid CheckpointSet folder (repeat for several)")
+    ap.add_argument("--preset", default=None, help="default: RPG()'s choice (cpu-tasks)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--holdout", type=float, default=0.1)
-    ap.add_argument("--samples", type=int, default=10)
-    ap.add_argument("--max-unseen", type=int, default=None, help="evaluate at most this many")
-    ap.add_argument("--flipped", type=int, default=10, help="seen tasks to flip")
+    ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--max-tasks", type=int, default=None,
+                    help="evaluate at most this many unseen (and seen) tasks")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--save", default=None, metavar="DIR", help="save the trained generator")
-    ap.add_argument("--load", default=None, metavar="DIR",
-                    help="evaluate a generator saved by --save (same grid and --seed) instead "
-                         "of training one")
-    ap.add_argument("--sample-steps", type=int, default=None, help="DDIM steps when sampling")
+    ap.add_argument("--save-dir", default=None, help="save each grid's generator in DIR/<grid>")
+    ap.add_argument("--load-dir", default=None,
+                    help="evaluate the generators --save-dir saved (same --seed) where present")
+    ap.add_argument("--sample-steps", type=int, default=None, help="sampler steps")
+    ap.add_argument("--quick", action="store_true",
+                    help="a screen: 300 fit steps, 2 samples, 10 tasks (unless given)")
+    ap.add_argument("--per-task", action="store_true", help="print every unseen task too")
+    ap.add_argument("--flipped", type=int, default=0,
+                    help="seen tasks whose inverted bits to generate (RPG Table 10): their "
+                         "models must stay accurate, not fall to chance")
+    ap.add_argument("--prototypes", action="store_true",
+                    help="a row for the backbone's prototypes taken as the model (no diffusion)")
+    ap.add_argument("--progress", action="store_true", help="show the fit's progress bar")
     args = ap.parse_args()
-
-    grid = pg.CheckpointSet.load(args.grid)
-    info = grid.info
-    tasks = [grid.provenance(i)["task"] for i in range(len(grid))]
-    seen, unseen = split_tasks(tasks, args.holdout, args.seed)
-    keep = [i for i, t in enumerate(tasks) if t in set(seen)]
-    t0 = time.time()
-    if args.load:
-        gen = pg.RPG.from_pretrained(args.load)
-    else:
-        gen = pg.RPG(preset=args.preset, **parse_overrides(args.set))
-        gen.fit(grid.subset(keep), steps=args.steps, seed=args.seed)
-        if args.save:
-            gen.save_pretrained(args.save)
-    fit_s = time.time() - t0
-
-    _, _, x, y = load(info["data"])
-    direct = {}
-    for i, t in enumerate(tasks):
-        direct.setdefault(t, []).append(grid.metrics(i)["balanced_accuracy"])
-    rows = []
-    t0 = time.time()
-    for bits in unseen[:args.max_unseen]:
-        scores = generated_scores(gen, info, x, y, bits, args.samples, args.seed,
-                                  args.sample_steps)
-        rows.append((bits, max(direct[bits]), max(scores), statistics.mean(scores),
-                     statistics.pstdev(scores)))
-    sample_s = time.time() - t0
-    print(f"\ntask-conditioned RPG ({args.preset}, {gen.config.backbone}) on {args.grid}: "
-          f"{len(seen)} seen tasks ({len(keep)} checkpoints), {len(unseen)} unseen; "
-          f"fit {fit_s:.0f} s, sampling {sample_s:.0f} s")
-    print(f"\n{'unseen task':12s} {'original':>9s} {'gen best':>9s} {'gen mean':>9s} "
-          f"{'gen std':>8s}")
-    for bits, orig, best, mean, std in rows:
-        print(f"{bits:12s} {100 * orig:9.1f} {100 * best:9.1f} {100 * mean:9.1f} {100 * std:8.2f}")
-    m_orig = statistics.mean(r[1] for r in rows)
-    m_gen = statistics.mean(r[3] for r in rows)
-    worst = min(r[3] for r in rows)
-    print(f"{'mean':12s} {100 * m_orig:9.1f} {'':9s} {100 * m_gen:9.1f}")
-    print(f"gap (original - generated mean): {100 * (m_orig - m_gen):.2f} points; "
-          f"worst unseen task's generated mean: {100 * worst:.1f}")
-
-    print("\nflipped embeddings (RPG Table 10): every bit of a seen task inverted")
-    print(f"{'seen task':12s} {'gen mean':>9s} {'flipped':12s} {'gen mean':>9s} {'in grid':>8s}")
-    g = torch.Generator().manual_seed(args.seed)
-    picks = torch.randperm(len(seen), generator=g)[:args.flipped].tolist()
-    for j in picks:
-        bits = seen[j]
-        flipped = "".join("1" if b == "0" else "0" for b in bits)
-        a = statistics.mean(generated_scores(gen, info, x, y, bits, 3, args.seed))
-        b = statistics.mean(generated_scores(gen, info, x, y, flipped, 3, args.seed))
-        where = "seen" if flipped in set(seen) else "unseen"
-        print(f"{bits:12s} {100 * a:9.1f} {flipped:12s} {100 * b:9.1f} {where:>8s}")
+    if args.quick:
+        args.steps = args.steps or 300
+        args.samples = 2 if args.samples == ap.get_default("samples") else args.samples
+        args.max_tasks = args.max_tasks or 10
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    results = []
+    for path in args.grid:
+        results.append(measure_grid(path, args))
+        print_table(results[-1:], args)  # each grid as soon as it is done
+    if len(results) > 1:
+        print_table(results, args)
 
 
 if __name__ == "__main__":

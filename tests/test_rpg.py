@@ -407,3 +407,30 @@ def test_position_rows_match_the_table_and_follow_the_device(kind):
         # Rows are computed where the positions live (the model's device when sampling).
         emb.to("meta")
         assert emb.rows(1, 3).device.type == "meta"
+
+
+def test_value_normalization_and_condition_noise_train_save_and_sample(tmp_path):
+    """normalization="value" keeps the collection's mean model with the generator (a saved one
+    samples the same); condition_noise changes the fit, seeded; a negative one is refused."""
+    sds = make_sds(4)
+    conds = [[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]]
+    ckpts = CheckpointSet.from_state_dicts(sds, conditions=conds)
+
+    def fit(**kw):
+        return RPG(config=RPGConfig(**TINY, **kw),
+                   backbone="lstm").fit(ckpts, progress=False)
+
+    value = fit(normalization="value")
+    assert set(value.tokenizer.offsets) == {"fc.weight", "fc.bias", "bn.running_var", "half"}
+    value.save_pretrained(tmp_path / "g")
+    again = load_generator(tmp_path / "g")
+    a, b = value.sample(1, condition="101", seed=1)[0], again.sample(1, condition="101", seed=1)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a few steps from scratch: the offsets put the samples near the collection already
+    assert (a["fc.weight"] - sds[0]["fc.weight"]).abs().mean() < 0.5
+    plain, noisy = fit().network.state_dict(), fit(condition_noise=0.5).network.state_dict()
+    assert not all(torch.equal(plain[k], noisy[k]) for k in plain)
+    assert all(torch.equal(noisy[k], v) for k, v in
+               fit(condition_noise=0.5).network.state_dict().items())
+    with pytest.raises(ValueError, match="condition_noise"):
+        RPGConfig(**TINY, condition_noise=-1.0)

@@ -164,6 +164,39 @@ def test_config_round_trip():
     assert torch.equal(tk2.positions, tk.positions)
 
 
+def test_centred_tokens_hold_what_differs_between_models_and_invert_exactly(tmp_path):
+    """center=True: each value minus its collection mean, over the tensor's residual std; a
+    shared start (fine-tunes of one model) vanishes from the tokens and comes back exactly."""
+    g = torch.Generator().manual_seed(0)
+    start = {"w": torch.randn(7, 9, generator=g) * 3 + 2, "b": torch.randn(5, generator=g),
+             "bn.running_var": torch.rand(4, generator=g) + 0.5, "n": torch.tensor(3)}
+    sds = [{k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+            for k, v in start.items()} for _ in range(6)]
+    tk = Tokenizer.fit(sds, token_size=8, mode="layer", center=True)
+    flat = torch.stack([tk.flatten(sd) for sd in sds])
+    assert flat.mean(0).abs().max() < 1e-4  # every value centred on its own mean
+    assert flat.pow(2).mean().sqrt() == pytest.approx(1.0, abs=0.02)
+    plain = torch.stack([Tokenizer.fit(sds, token_size=8).flatten(sd) for sd in sds])
+    assert plain.std(0).mean() < 0.05  # without centring, the differences are tiny
+    for sd in sds[:2]:
+        back = tk.detokenize(tk.tokenize(sd))
+        for k in sd:
+            assert torch.allclose(back[k], sd[k], atol=1e-5), k
+        builder = StateDictBuilder(tk)
+        stream = Detokenizer(tk, builder)
+        tokens = tk.tokenize(sd)
+        for i in range(0, tk.num_tokens, 3):  # blocks that split layers: offsets by position
+            stream.feed(tokens[i:i + 3])
+        stream.close()
+        assert all(torch.equal(builder.result()[k], back[k]) for k in back)
+    tk2 = Tokenizer.from_config(tk.to_config(), tk.copied_tensors())
+    assert torch.equal(tk2.tokenize(sds[3]), tk.tokenize(sds[3]))
+    assert "centered" not in Tokenizer.fit(sds, token_size=8).to_config()
+    tensors = {k: v for k, v in tk.copied_tensors().items() if k != "offset.w"}
+    with pytest.raises(ValueError, match="offsets of the centred tensor 'w'"):
+        Tokenizer.from_config(tk.to_config(), tensors)
+
+
 @settings(max_examples=30, deadline=None)
 @given(sds=collections(), token_size=st.integers(1, 40), mode=st.sampled_from(MODES),
        block=st.integers(1, 9))

@@ -7,6 +7,11 @@ stay positive), flattened, and cut into tokens of ``token_size`` values; the las
 layer is padded and the padding is masked out of every loss. Integer and boolean buffers
 (``num_batches_tracked``) are copied from a reference checkpoint, never generated.
 
+``center=True`` (``Tokenizer.fit``) normalises each value by the collection's mean of that value
+instead of the tensor's mean, and by the std of what remains over the tensor: for a collection of
+fine-tunes of one model (a task grid) the tokens then hold only what differs between the models,
+at unit scale, and the shared start is kept in the tokenizer (``offsets``).
+
 Tied tensors (one parameter under two keys, such as an embedding shared with the output layer)
 are recognised as keys equal in every checkpoint of the collection: the first is generated, the
 others are written as copies of it (``Tokenizer.tied``), so generated models stay tied.
@@ -77,7 +82,8 @@ class Tokenizer:
 
     def __init__(self, token_size: int = 256, mode: str = "layer",
                  layers: Sequence[LayerLayout] = (), copied: Mapping[str, Tensor] | None = None,
-                 key_order: Sequence[str] = (), tied: Mapping[str, str] | None = None) -> None:
+                 key_order: Sequence[str] = (), tied: Mapping[str, str] | None = None,
+                 offsets: Mapping[str, Tensor] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"tokenization mode must be one of {MODES}, got {mode!r}")
         if token_size < 1:
@@ -89,19 +95,26 @@ class Tokenizer:
         self.key_order = list(key_order)
         # key -> the generated key it is tied to (equal in every training checkpoint).
         self.tied = dict(tied or {})
+        # key -> the collection's mean of each value, flattened (center=True), subtracted before
+        # the layer's std; {} when each tensor is normalised by its scalar mean.
+        self.offsets = {k: v.reshape(-1) for k, v in (offsets or {}).items()}
         self._build_index()
 
     # ----------------------------------------------------------------------------- building
     @classmethod
     def fit(cls, state_dicts: Iterable[Mapping[str, Tensor]], token_size: int = 256,
-            mode: str = "layer") -> "Tokenizer":
-        """Compute per-layer statistics over a collection and lay out the tokens."""
+            mode: str = "layer", center: bool = False) -> "Tokenizer":
+        """Compute per-layer statistics over a collection and lay out the tokens; ``center``:
+        each value centred on its own mean over the collection (module docstring)."""
         sums: dict[str, float] = {}
+        value_sums: dict[str, Tensor] = {}  # center: per-value sums over the collection
+        num_sds = 0
         sq_sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         reference: dict[str, Tensor] | None = None
         tied: dict[str, str] = {}
         for sd in state_dicts:
+            num_sds += 1
             if reference is None:
                 reference = {k: v.detach().clone() for k, v in sd.items()}
                 tied = cls._tie_candidates(reference)
@@ -124,14 +137,23 @@ class Tokenizer:
                 sums[key] = sums.get(key, 0.0) + float(x.sum())
                 sq_sums[key] = sq_sums.get(key, 0.0) + float((x * x).sum())
                 counts[key] = counts.get(key, 0) + x.numel()
+                if center:
+                    flat = x.reshape(-1)
+                    value_sums[key] = value_sums[key] + flat if key in value_sums else flat
         if reference is None:
             raise ValueError("cannot fit a tokenizer on an empty collection")
         layers = []
+        offsets: dict[str, Tensor] = {}
         for key, value in reference.items():
             if not is_generated(value) or key in tied:
                 continue
             mean = sums[key] / counts[key]
             var = max(sq_sums[key] / counts[key] - mean * mean, 0.0)
+            if center:  # the spread around each value's own mean
+                offsets[key] = value_sums[key] / num_sds
+                var = max((sq_sums[key] - num_sds * float((offsets[key] ** 2).sum()))
+                          / counts[key], 0.0)
+                mean = 0.0
             std = math.sqrt(var)
             # A tensor constant over the whole collection has no spread to normalise by.
             if not std > 1e-12 * max(1.0, abs(mean)):
@@ -141,7 +163,8 @@ class Tokenizer:
                 log_transform=key.endswith(LOG_TRANSFORM_SUFFIXES), mean=mean, std=std,
                 chunks=cls._chunks(value.shape, mode)))
         copied = {k: v for k, v in reference.items() if not is_generated(v)}
-        return cls(token_size, mode, layers, copied, key_order=list(reference.keys()), tied=tied)
+        return cls(token_size, mode, layers, copied, key_order=list(reference.keys()), tied=tied,
+                   offsets={k: v.float() for k, v in offsets.items()})
 
     @staticmethod
     def _tie_candidates(sd: Mapping[str, Tensor]) -> dict[str, str]:
@@ -254,14 +277,18 @@ class Tokenizer:
             # In pieces: float64 copies of a whole large layer would cost 16+ bytes a value.
             for start in range(0, layer.numel, _FLATTEN_PIECE):
                 x = self._forward_transform(layer.key, flat[start:start + _FLATTEN_PIECE].double())
+                if layer.key in self.offsets:
+                    x = x - self.offsets[layer.key][start:start + x.numel()].double()
                 out[offset + start:offset + start + x.numel()] = (x - layer.mean) / layer.std
             offset += layer.numel
         return out
 
-    @staticmethod
-    def denormalize(layer: LayerLayout, values: Tensor) -> Tensor:
-        """Normalised values of ``layer`` (any slice of it) -> values in the layer's own dtype."""
+    def denormalize(self, layer: LayerLayout, values: Tensor, start: int = 0) -> Tensor:
+        """Normalised values of ``layer`` (the slice from value ``start``) -> values in the
+        layer's own dtype."""
         v = values.double() * layer.std + layer.mean
+        if layer.key in self.offsets:
+            v = v + self.offsets[layer.key][start:start + v.numel()].double()
         if layer.log_transform:
             v = torch.exp(v)
         return v.to(parse_dtype(layer.dtype, _LAYOUT))
@@ -313,11 +340,15 @@ class Tokenizer:
             "copied": {k: {"shape": list(v.shape), "dtype": dtype_name(v.dtype)}
                        for k, v in self.copied.items()},
             "tied": dict(self.tied),
+            **({"centered": sorted(self.offsets)} if self.offsets else {}),
         }
 
     def copied_tensors(self) -> dict[str, Tensor]:
-        """The copied tensors under a ``copied.`` prefix, for saving beside model weights."""
-        return {f"copied.{k}": v for k, v in self.copied.items()}
+        """The tensors the tokenizer keeps, for saving beside model weights: the copied ones
+        under a ``copied.`` prefix, the offsets of ``center`` under ``offset.``."""
+        out = {f"copied.{k}": v for k, v in self.copied.items()}
+        out.update({f"offset.{k}": v for k, v in self.offsets.items()})
+        return out
 
     @classmethod
     def from_config(cls, config: Mapping, tensors: Mapping[str, Tensor]) -> "Tokenizer":
@@ -333,8 +364,16 @@ class Tokenizer:
                                  f"of shape {meta['shape']}")
             copied[key] = value.to(parse_dtype(meta["dtype"], _LAYOUT)).reshape(meta["shape"])
         layers = [LayerLayout(**l) for l in config["layers"]]
+        numel = {l.key: l.numel for l in layers}
+        offsets = {}
+        for key in config.get("centered") or []:
+            value = tensors.get(f"offset.{key}")
+            if key not in numel or not isinstance(value, Tensor) or value.numel() != numel[key]:
+                raise ValueError(f"{_LAYOUT}: the saved tensors lack the offsets of the "
+                                 f"centred tensor {key!r} ({numel.get(key)} values)")
+            offsets[key] = value.float()
         return cls(config["token_size"], config["mode"], layers, copied, config["key_order"],
-                   tied=config.get("tied") or {})
+                   tied=config.get("tied") or {}, offsets=offsets)
 
 
 def _is_int(v: object, low: int = 0) -> bool:
@@ -453,7 +492,8 @@ class Detokenizer:
         while values.numel():
             layer = tk.layers[self._layer]
             take = min(layer.numel - self._filled, values.numel())
-            self.sink.put(layer, self._filled, tk.denormalize(layer, values[:take]))
+            done = self._filled
+            self.sink.put(layer, done, tk.denormalize(layer, values[:take], done))
             values = values[take:]
             self._filled += take
             if self._filled == layer.numel:

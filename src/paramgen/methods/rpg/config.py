@@ -23,6 +23,10 @@ class RPGConfig(SharedSettings):
     # tokenization
     token_size: int = setting(256)
     tokenization: str = setting("layer")            # layer | flat | channel
+    # tensor: each tensor normalised by its mean and std over the collection (RPG); value: each
+    # value centred on its own mean over the collection first, so the tokens hold what differs
+    # between the models (a task grid of fine-tunes of one model), at unit scale.
+    normalization: str = setting("tensor")
     # embeddings
     position_embedding: str = setting("2d")         # 2d | 1d | learnable
     permutation_state: str = setting("auto")        # checkpoint | run | none | auto (run when
@@ -64,6 +68,9 @@ class RPGConfig(SharedSettings):
     batch_size: int = training(16)
     diffusion_batch: int = training(1024)
     grad_clip: float = training(1.0)
+    # Std of Gaussian noise added to each training checkpoint's condition every step (0: none):
+    # a condition seen in training then stands for a neighbourhood, which unseen tasks fall in.
+    condition_noise: float = training(0.0)
     # Windowed training: each step trains a window of this many consecutive tokens per
     # checkpoint, the backbone's state carried from the previous window (methods/rpg/window.py);
     # 0 trains on whole sequences. Bounds a step's time and memory whatever the model's size.
@@ -88,6 +95,7 @@ class RPGConfig(SharedSettings):
         self._check_channels("denoiser_channels")
         self._check_choices({
             "tokenization": ("layer", "flat", "channel"),
+            "normalization": ("tensor", "value"),
             "position_embedding": ("2d", "1d", "learnable"),
             "permutation_state": PERMUTATION_STATES,
             "backbone": ("mamba", "lstm", "transformer", "none"),
@@ -105,6 +113,6 @@ class RPGConfig(SharedSettings):
         if self.sampling_steps is not None:
             self._check_positive("sampling_steps")
         self._check_finite("lr", "weight_decay", "grad_clip", low=0.0)
-        self._check_finite("position_lr_scale", low=0.0)
+        self._check_finite("position_lr_scale", "condition_noise", low=0.0)
         self._check_finite("min_lr_ratio", low=0.0, high=1.0)
         self._check_finite("beta_start", "beta_end", low=0.0, high=1.0)

@@ -37,7 +37,7 @@ from paramgen.methods.rpg.states import (StatePlan, conditions_of_states, pick_s
                                          plan_states, task_of_state)
 from paramgen.methods.rpg.token_store import goes_to_file
 from paramgen.methods.rpg.token_store import tokenize as tokenize_collection
-from paramgen.methods.rpg.window import carry_for, choose_window, window_loss
+from paramgen.methods.rpg.window import carry_for, choose_window, noisy_conditions, window_loss
 from paramgen.tokenize import SafetensorsSink, StateDictBuilder, Tokenizer
 from paramgen.training import Stage, StepContext
 
@@ -157,7 +157,8 @@ class RPG(Generator):
 
         torch.manual_seed(seed)
         part = self._select_keys(ckpts)
-        tokenizer = Tokenizer.fit(part, cfg.token_size, cfg.tokenization)
+        tokenizer = Tokenizer.fit(part, cfg.token_size, cfg.tokenization,
+                                  center=cfg.normalization == "value")
         window = choose_window(cfg.train_window, tokenizer.num_tokens)
         # [N, L, T]; large ones on disk when training is windowed (methods/rpg/token_store.py)
         fingerprint = Fingerprint()
@@ -224,7 +225,7 @@ class RPG(Generator):
         picked = torch.randperm(b * L, generator=ctx.generator)[:min(per_process, b * L)]
         picked = picked.to(ctx.device)
         st = data["states"][batch] if data["states"] is not None else None
-        cd = data["conditions"][batch] if data["conditions"] is not None else None
+        cd = noisy_conditions(data["conditions"], batch, cfg, ctx)
         x0 = tokens[batch].reshape(b * L, T)[picked]
         m = data["mask"].repeat(b, 1)[picked]
         with ctx.autocast():

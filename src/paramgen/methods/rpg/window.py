@@ -106,6 +106,19 @@ def carry_for(network: nn.Module, backbone: str, num_sequences: int, length: int
     return WindowCarry(network.backbone, num_sequences, length, window)
 
 
+def noisy_conditions(conditions: Tensor | None, rows: Tensor, config: Any,
+                     ctx: StepContext) -> Tensor | None:
+    """The conditions of the checkpoints ``rows``, with ``config.condition_noise`` std of
+    Gaussian noise (drawn from the step's noise stream) when it is set."""
+    if conditions is None:
+        return None
+    cd = conditions[rows]
+    if config.condition_noise > 0:
+        cd = cd + config.condition_noise * torch.randn(cd.shape, generator=ctx.noise,
+                                                       device=cd.device)
+    return cd
+
+
 def window_loss(net: nn.Module, data: dict, config: Any, schedule: NoiseSchedule,
                 ctx: StepContext) -> Tensor:
     """RPG's diffusion loss on one window of W tokens per checkpoint of a batch. ``data``: the
@@ -121,7 +134,7 @@ def window_loss(net: nn.Module, data: dict, config: Any, schedule: NoiseSchedule
     b = mine.numel()
     index, real = window_index(carry.starts(mine), W, L)             # [b, W]
     st = data["states"][mine] if data["states"] is not None else None
-    cd = data["conditions"][mine] if data["conditions"] is not None else None
+    cd = noisy_conditions(data["conditions"], mine, config, ctx)
     per_process = max(1, config.diffusion_batch // ctx.num_processes)
     picked = torch.randperm(b * W, generator=ctx.generator)[:min(per_process, b * W)]
     picked = picked.to(ctx.device)
