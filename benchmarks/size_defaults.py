@@ -174,23 +174,58 @@ def accuracy(arch: str, width: int, depth: int, sd: dict, data: tuple) -> float:
     return float((model(x).argmax(1) == y).float().mean() * 100)
 
 
-def layer_errors(samples: list[dict], sds: list[dict], tokenizer) -> list[tuple[str, float]]:
+def layer_errors(samples: list[dict], sds: list[dict], tokenizer) -> list[tuple[str, float, float]]:
     """Per generated tensor: RMS distance of each sample to its nearest checkpoint, in units of
-    that tensor's spread over the collection (the tokenizer's std), averaged over samples;
-    worst first. Says which kind of layer the generator gets wrong."""
+    that tensor's spread over the collection (the tokenizer's std), averaged over samples, and
+    beside it the same distance between each checkpoint and its nearest other checkpoint;
+    worst ratio first. Says which kind of layer the generator gets wrong."""
     keys = [lay.key for lay in tokenizer.layers]
     std = {lay.key: lay.std for lay in tokenizer.layers}
 
     def flat(sd):
         return torch.cat([sd[k].float().reshape(-1) / std[k] for k in keys])
 
+    def rms(a, b, k):
+        return float((a[k].float() - b[k].float()).pow(2).mean().sqrt()) / std[k]
+
     ref = torch.stack([flat(sd) for sd in sds])
+    d = torch.cdist(ref, ref)
+    d.fill_diagonal_(float("inf"))
     errs = {k: 0.0 for k in keys}
+    spread = {k: 0.0 for k in keys}
+    for i, sd in enumerate(sds):
+        other = sds[int(d[i].argmin())]
+        for k in keys:
+            spread[k] += rms(sd, other, k) / len(sds)
     for s in samples:
         near = sds[int(torch.cdist(flat(s)[None], ref).argmin())]
         for k in keys:
-            errs[k] += float((s[k].float() - near[k].float()).pow(2).mean().sqrt()) / std[k]
-    return sorted(((k, v / len(samples)) for k, v in errs.items()), key=lambda kv: -kv[1])
+            errs[k] += rms(s, near, k) / len(samples)
+    return sorted(((k, errs[k], spread[k]) for k in keys),
+                  key=lambda kv: -kv[1] / max(kv[2], 1e-9))
+
+
+def diagnostics(gen, sds, arch: str, width: int, args, data) -> dict:
+    """Where a generated model's error comes from: the backbone's prototypes used as the model
+    (no diffusion) against the samples, each against the nearest checkpoint (token space is the
+    tokenizer's normalised units)."""
+    tk, k = gen.tokenizer, args.samples
+    mask = tk.mask
+    ref = torch.stack([tk.tokenize(sd) for sd in sds])                  # [N, L, T]
+
+    def token_err(tokens):  # RMS to the nearest checkpoint, valid slots only
+        out = []
+        for x in tokens:
+            d = ((ref - x) ** 2 * mask).sum((1, 2)) / mask.sum()
+            out.append(float(d.min().sqrt()))
+        return sum(out) / len(out)
+
+    protos = gen.prototypes(k, seed=0)
+    out = {"token_err_prototypes": token_err(protos),
+           "token_err_samples": token_err(gen.sample(k, seed=0, return_tokens=True)),
+           "prototype_model_mean": sum(accuracy(arch, width, args.depth, gen._assemble(
+               tk.detokenize(p)), data) for p in protos) / k}
+    return out
 
 
 def project(args, sds) -> dict:
@@ -270,7 +305,9 @@ def run_one(arch: str, width: int, args) -> dict:
     acc = [accuracy(arch, width, args.depth, sd, data) for sd in samples]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mean = lambda v: sum(v) / len(v)  # noqa: E731
-    worst = layer_errors(samples, sds, gen.tokenizer)[:4]
+    extra = diagnostics(gen, sds, arch, width, args, data) if args.diagnose else {}
+    errs = layer_errors(samples, sds, gen.tokenizer)
+    worst = errs[:4]
     row = {"model": f"{arch}:{width}", "dataset": DATASET[arch], "runs": args.runs,
            "parameters": params, "checkpoints": len(sds),
            "original_mean": mean(orig), "original_min": min(orig), "original_max": max(orig),
@@ -279,7 +316,9 @@ def run_one(arch: str, width: int, args) -> dict:
            "steps": steps or gen.config.steps, "final_loss": losses[-1] if losses else None,
            "sample_s_per_model": sample_s, "peak_rss_mb": peak, "collection_cpu_s": col_cpu,
            "settings": gen.settings_summary(steps),
-           "worst_layers": [f"{k} {v:.3f}" for k, v in worst]}
+           "worst_layers": [f"{k} err {v:.3f} ckpt-gap {g:.3f}" for k, v, g in worst],
+           "all_layers_err": sum(v for _, v, _ in errs) / len(errs),
+           "all_layers_ckpt_gap": sum(g for _, _, g in errs) / len(errs), **extra}
     print("| what | value |\n|---|---|")
     for k, v in row.items():
         print(f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |", flush=True)
@@ -306,6 +345,8 @@ def main() -> None:
     p.add_argument("--project", action="store_true",
                    help="measure one training step and project the fit; no fit")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--diagnose", action="store_true",
+                   help="also evaluate the prototypes as models and other samplers")
     p.add_argument("--json", default=None, help="also write the results here (a list)")
     args = p.parse_args()
     torch.set_num_threads(1)
