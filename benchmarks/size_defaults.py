@@ -257,10 +257,15 @@ def project(args, sds) -> dict:
     tokens = gen.tokenizer.num_tokens
     per_step = (more - base) / k
     flops = fc.get_total_flops() / 2
+    # the share of the step's FLOPs in each top-level module the counter saw
+    shares = {name: sum(counts.values()) / 2 / flops
+              for name, counts in fc.get_flop_counts().items()
+              if name != "Global" and name.count(".") <= 1}
     rows_per_step = cfg.diffusion_batch if cfg.train_window else cfg.batch_size * tokens
     return {"settings": gen.settings_summary(steps), "tokens": tokens, "steps": steps,
             "visits_per_token": steps * min(rows_per_step, cfg.diffusion_batch) / tokens,
             "gflop_per_step": flops / 1e9, "cpu_s_per_step": per_step,
+            "flop_shares": {k: round(v, 3) for k, v in shares.items()},
             "gflop_per_cpu_s": flops / 1e9 / per_step,
             "flop_per_value_visit": flops / (min(rows_per_step, cfg.diffusion_batch)
                                              * cfg.token_size),
