@@ -273,11 +273,36 @@ def project(args, sds) -> dict:
             "fit_s_at_40_gflops": flops * steps / 40e9}
 
 
+def noise_tolerance(arch: str, width: int, args, levels: list[float]) -> dict:
+    """Mean accuracy of the first 10 checkpoints with i.i.d. Gaussian noise of each size (in
+    units of each tensor's spread over the collection; BatchNorm running statistics untouched)
+    added: how precisely a generator must reproduce this model. No fit."""
+    sds, _, data = checkpoints(arch, width, args.depth, args.n, args.runs, seed=args.seed,
+                               epochs=args.epochs)
+    keys = [k for k, v in sds[0].items() if v.is_floating_point() and "running" not in k]
+    std = {k: torch.stack([sd[k].float() for sd in sds]).std().item() for k in keys}
+    row = {"model": f"{arch}:{width}", "originals": sum(
+        accuracy(arch, width, args.depth, sd, data) for sd in sds) / len(sds)}
+    for level in levels:
+        g = torch.Generator().manual_seed(0)
+        acc = []
+        for sd in sds[:10]:
+            noisy = {k: v + level * std[k] * torch.randn(v.shape, generator=g) if k in std
+                     else v for k, v in sd.items()}
+            acc.append(accuracy(arch, width, args.depth, noisy, data))
+        row[f"noise {level:g}"] = sum(acc) / len(acc)
+    print(" | ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in row.items()), flush=True)
+    return row
+
+
 def run_one(arch: str, width: int, args) -> dict:
     from paramgen import CheckpointSet
     from paramgen.commands.train import parse_overrides
     from paramgen.methods import RPG
 
+    if args.noise:
+        return noise_tolerance(arch, width, args, [float(x) for x in args.noise.split(",")])
     t_col = time.process_time()
     sds, run_of, data = checkpoints(arch, width, args.depth, args.n, args.runs, seed=args.seed,
                                     epochs=args.epochs)
@@ -349,6 +374,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--project", action="store_true",
                    help="measure one training step and project the fit; no fit")
+    p.add_argument("--noise", default=None,
+                   help="LEVELS (e.g. 0.05,0.1,0.18,0.3): accuracy under weight noise; no fit")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--diagnose", action="store_true",
                    help="also evaluate the prototypes as models and other samplers")
@@ -362,7 +389,7 @@ def main() -> None:
         rows.append(run_one(arch, width, args))
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2))
-    if not args.project:
+    if not (args.project or args.noise):
         print("\n| model | data | runs | params | originals mean | generated mean | gap | "
               "fit CPU s | peak MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
