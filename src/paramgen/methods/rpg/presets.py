@@ -42,18 +42,21 @@ RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_bat
 # a training step covers a window of tokens per checkpoint, so its cost stays flat in model size,
 # and each token gets its own learnable position vector, learning at 500x the network's rate:
 # with thousands of tokens a row is in the batch only a few hundred times in a whole fit, and at
-# the network's rate it cannot move far enough from its start (docs/performance.md has the
-# measurements behind each row).
+# the network's rate it cannot move far enough from its start. The denoiser is half the cpu
+# preset's width: it is 85% of a step's FLOPs, and the visits it frees are what sets how closely
+# the samples match the checkpoints (docs/performance.md has the measurements behind each row).
 SIZE_RULES: list[tuple[float, dict]] = [
     (50_000, {}),
     # 8 checkpoints x 32 tokens: the backbone computes exactly the 256 prototypes the loss uses
     (float("inf"), dict(train_window=32, batch_size=8, diffusion_batch=256,
-                        position_embedding="learnable", position_lr_scale=500.0)),
+                        position_embedding="learnable", position_lr_scale=500.0,
+                        denoiser_channels=(1, 8, 16, 32))),
 ]
 # Above the first row, steps grow with the token count so that every token is in the batch
-# about this many times (measured enough on 190K and 1M-parameter MLPs), never fewer than
-# MIN_WINDOWED_STEPS; rounded up to a multiple of 500.
-VISITS_PER_TOKEN = 180
+# about this many times, never fewer than MIN_WINDOWED_STEPS; rounded up to a multiple of 500.
+# 180 was enough for an MLP on digits, which tolerates noise of 0.3 of each tensor's spread;
+# a LayerNorm MLP on mnist1d needs ~0.05 and was 4.7 points short at 180, 0.5 at 360.
+VISITS_PER_TOKEN = 360
 MIN_WINDOWED_STEPS = 1500
 
 
