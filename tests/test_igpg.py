@@ -314,6 +314,27 @@ def test_samples_stay_in_one_run_basin_and_vary():
     assert not torch.equal(plain[0]["net.0.weight"], samples[0]["net.0.weight"])
 
 
+def test_runs_left_unlabelled_are_found_as_basins():
+    """State dicts loaded without run labels (all run 0) from three independent runs: the
+    basins are found, so a sample is still one run's model, not a pool of three."""
+    from paramgen.methods.igpg.coordinates import infer_basins
+
+    s = _runs("mlp", "digits", runs=3, n=3)
+    unlabelled = pg.CheckpointSet.from_state_dicts(list(s), info=s.info)
+    assert set(unlabelled.runs) == {0}
+    gen = pg.IGPG(**TINY).fit(unlabelled, progress=False)
+    assert gen.zoo[0].coords.groups == 3
+    # one run's continued training (a walk of similar steps) stays one group
+    g = torch.Generator().manual_seed(0)
+    walk = torch.cumsum(0.01 * torch.randn(8, 3, 16, generator=g), 0) + 1.0
+    assert infer_basins(walk, torch.ones(3, 16, dtype=torch.bool)) is None
+    # clearly separated groups of two or more are split; a lone far checkpoint is not a basin
+    far = torch.cat([walk[:4], walk[4:] + 5.0])
+    assert infer_basins(far, torch.ones(3, 16, dtype=torch.bool)) == [0, 0, 0, 0, 1, 1, 1, 1]
+    lone = torch.cat([walk[:7], walk[7:] + 5.0])
+    assert infer_basins(lone, torch.ones(3, 16, dtype=torch.bool)) is None
+
+
 def test_an_unseen_depth_borrows_one_source_by_relative_block_position():
     from paramgen.methods.igpg.transfer import map_key
 

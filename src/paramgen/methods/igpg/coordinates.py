@@ -29,6 +29,11 @@ import torch
 from torch import Tensor
 
 STD_FLOOR = 1e-6    # a coordinate constant within its group keeps its mean (std 0 -> floor)
+# A collection labelled as one run is split into basins only where its checkpoints fall apart
+# this clearly: a link of the minimum spanning tree this many times the median link is cut.
+# Measured on the resmlp zoo: checkpoints of one run ~1% of a tensor's spread apart, of
+# different runs 100x that; links of one run's continued training differ by far less than 5x.
+BASIN_LINK_RATIO = 5.0
 
 
 @dataclass
@@ -82,6 +87,55 @@ def groups_of(runs: Sequence[int]) -> list[list[int]] | None:
     if all(len(v) >= 2 for v in by_run.values()):
         return [by_run[r] for r in sorted(by_run)]
     return None
+
+
+def infer_basins(chunks: Tensor, mask: Tensor) -> list[int] | None:
+    """Run labels for a collection whose checkpoints all carry one run label (a user's own
+    state dicts, loaded without runs) but fall into clearly separated groups, as independent
+    training runs do; None when they do not (one basin, or a group of one checkpoint, which has
+    no spread of its own). Pooling basins breaks every sample (docs/igpg.md, table (a2)), so
+    this is checked rather than assumed. Single linkage: the minimum spanning tree of the
+    checkpoints' distances, cut at links over ``BASIN_LINK_RATIO`` times its median link."""
+    n = chunks.shape[0]
+    if n < 4:
+        return None
+    x = torch.where(mask, chunks, torch.zeros_like(chunks)).reshape(n, -1).double()
+    sq = (x * x).sum(1)
+    d = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0).sqrt()
+    # Prim's algorithm: n is a collection's checkpoint count, a few hundred at most
+    inside, parent = [0], {}
+    best = d[0].clone()
+    best[0] = float("inf")
+    frm = torch.zeros(n, dtype=torch.long)
+    links = []
+    for _ in range(n - 1):
+        j = int(best.argmin())
+        links.append((float(best[j]), int(frm[j]), j))
+        inside.append(j)
+        best[j] = float("inf")
+        closer = d[j] < best
+        for k in inside:
+            closer[k] = False
+        best = torch.where(closer, d[j], best)
+        frm = torch.where(closer, torch.full_like(frm, j), frm)
+    lengths = sorted(w for w, _, _ in links)
+    median = lengths[len(lengths) // 2]
+    if median <= 0:
+        return None
+    for w, a, b in links:
+        if w <= BASIN_LINK_RATIO * median:
+            parent[b] = a
+    labels = []
+    for i in range(n):
+        root = i
+        while root in parent:
+            root = parent[root]
+        labels.append(root)
+    names = {r: k for k, r in enumerate(dict.fromkeys(labels))}
+    out = [names[r] for r in labels]
+    if len(names) == 1 or min(out.count(k) for k in names.values()) < 2:
+        return None
+    return out
 
 
 def fit_coordinates(chunks: Tensor, mask: Tensor, runs: Sequence[int]) -> CoordinateStats | None:

@@ -27,7 +27,7 @@ from paramgen.methods.igpg.chunking import (check_single_dtype, chunk_slots, chu
                                             fit_chunker, layout_signature)
 from paramgen.methods.igpg.config import IGPGConfig
 from paramgen.methods.igpg.coordinates import (CoordinateStats, fit_coordinates,
-                                               standardise_collection)
+                                               infer_basins, standardise_collection)
 from paramgen.methods.igpg.describe import (dataset_name, dataset_text, describe_architecture,
                                             generated_layout)
 from paramgen.methods.igpg.inputs import as_state_dict as _as_state_dict
@@ -169,6 +169,8 @@ class IGPG(Generator):
                 raise ValueError(f"{where} has no floating tensors to generate")
             chunks = chunk_tensor(tokenizer, ckpts)
             runs = ckpts.runs if cfg.coordinates == "run" else [0] * len(ckpts)
+            if cfg.coordinates == "run" and len(set(runs)) == 1:
+                runs = infer_basins(chunks, tokenizer.mask) or runs
             coords = (fit_coordinates(chunks, tokenizer.mask, runs)
                       if cfg.coordinates != "off" else None)
             arch_text = describe_architecture(generated_layout(first), info.get("architecture"))
