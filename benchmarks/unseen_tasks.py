@@ -110,8 +110,9 @@ def measure_grid(path: str, args) -> dict:
         models.setdefault(t, []).append(i)
 
     def generated(bits: str) -> float:
+        extra = {"guidance": args.guidance} if args.guidance != 1.0 else {}
         sds = gen.sample(args.samples, condition=bits, seed=args.seed, mode="full",
-                         steps=args.sample_steps)
+                         steps=args.sample_steps, **extra)
         return statistics.mean(score(sd, bits) for sd in sds)
 
     n = min(len(unseen), args.max_tasks) if args.max_tasks else len(unseen)
@@ -151,7 +152,8 @@ def measure_grid(path: str, args) -> dict:
 
 def print_table(results: list[dict], args) -> None:
     print(f"\nbalanced accuracy (%), {args.samples} samples per task "
-          f"(sampler steps {args.sample_steps or 'default'}), seed {args.seed}; "
+          f"(sampler steps {args.sample_steps or 'default'}, guidance {args.guidance}), "
+          f"seed {args.seed}; "
           f"settings: preset {args.preset or 'RPG() default'} {' '.join(args.set)}")
     print("| grid | values | seen / unseen tasks | fit steps | fit CPU s (wall) | row | tasks "
           "| directly trained | generated | gap | worst task: gap (generated) |")
@@ -196,6 +198,8 @@ def main() -> None:
     ap.add_argument("--load-dir", default=None,
                     help="evaluate the generators --save-dir saved (same --seed) where present")
     ap.add_argument("--sample-steps", type=int, default=None, help="sampler steps")
+    ap.add_argument("--guidance", type=float, default=1.0,
+                    help="classifier-free guidance weight (needs --set condition_dropout=P)")
     ap.add_argument("--quick", action="store_true",
                     help="a screen: 300 fit steps, 2 samples, 10 tasks (unless given)")
     ap.add_argument("--per-task", action="store_true", help="print every unseen task too")

@@ -71,6 +71,10 @@ class RPGConfig(SharedSettings):
     # Std of Gaussian noise added to each training checkpoint's condition every step (0: none):
     # a condition seen in training then stands for a neighbourhood, which unseen tasks fall in.
     condition_noise: float = training(0.0)
+    # Classifier-free guidance (Ho & Salimans 2022): the share of training checkpoints whose
+    # condition is replaced by zeros, the null condition (0: none). A generator trained so can
+    # sample with ``guidance`` w != 1: x0 = x0(null) + w (x0(condition) - x0(null)).
+    condition_dropout: float = training(0.0)
     # Windowed training: each step trains a window of this many consecutive tokens per
     # checkpoint, the backbone's state carried from the previous window (methods/rpg/window.py);
     # 0 trains on whole sequences. Bounds a step's time and memory whatever the model's size.
@@ -114,5 +118,7 @@ class RPGConfig(SharedSettings):
             self._check_positive("sampling_steps")
         self._check_finite("lr", "weight_decay", "grad_clip", low=0.0)
         self._check_finite("position_lr_scale", "condition_noise", low=0.0)
+        if not 0.0 <= self.condition_dropout < 1.0:
+            raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}")
         self._check_finite("min_lr_ratio", low=0.0, high=1.0)
         self._check_finite("beta_start", "beta_end", low=0.0, high=1.0)

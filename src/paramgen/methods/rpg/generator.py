@@ -16,6 +16,8 @@ networks (network.py), the tokens of a collection (token_store.py), windowed tra
 
 from __future__ import annotations
 
+import math
+
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -265,22 +267,41 @@ class RPG(Generator):
 
     def _token_blocks(self, n: int, condition: Any, seed: int, mode: str | None,
                       sampler: str | None, steps: int | None,
-                      state: int | Sequence[int] | None, progress: bool
+                      state: int | Sequence[int] | None, progress: bool,
+                      guidance: float | None = None
                       ) -> Iterator[tuple[list[int], int, Tensor]]:
         """The generated tokens block by block (sampling.py): (models, first token, tokens
         [k, c, T]); the request is checked now, the blocks are made as they are read."""
         self._require_fitted()
         mode, sampler, steps = plan_request(n, mode, sampler, steps, self.config)
+        guidance = self._guidance(guidance)
         device = self.device
         net = self.network.to(device).eval()
         states, cond = self._states_and_conditions(n, condition, seed, state, device)
         return token_blocks(net, self.tokenizer, self.config, self.schedule, states, cond, n,
-                            seed, mode, sampler, steps, device, progress)
+                            seed, mode, sampler, steps, device, progress, guidance)
+
+    def _guidance(self, guidance: float | None) -> float:
+        """The classifier-free guidance weight of a call (1: none), refused where it means
+        nothing: a generator without conditions or not trained with condition dropout."""
+        if guidance is None or guidance == 1.0:
+            return 1.0
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) \
+                or not math.isfinite(guidance) or guidance < 0:
+            raise ValueError(f"guidance must be a finite number >= 0, got {guidance!r}")
+        if self._condition_dim is None:
+            raise ValueError("guidance needs a generator trained with conditions; this one has "
+                             "none")
+        if self.config.condition_dropout <= 0:
+            raise ValueError("guidance needs a generator trained with condition_dropout > 0 "
+                             "(it learns the null condition then); this one was trained "
+                             "without: fit with --set condition_dropout=0.1")
+        return float(guidance)
 
     @torch.no_grad()
     def _sample(self, n: int, *, seed: int = 0, progress: bool = False, condition: Any = None,
                 mode: str | None = None, sampler: str | None = None, steps: int | None = None,
-                state: int | Sequence[int] | None = None,
+                state: int | Sequence[int] | None = None, guidance: float | None = None,
                 return_tokens: bool = False) -> list[dict[str, Tensor]]:
         """Generate ``n`` state dicts.
 
@@ -288,9 +309,12 @@ class RPG(Generator):
         ``partial_batch`` tokens at a time, default) or full (all tokens of all n models at once).
         ``sampler``/``steps``: ddpm (all timesteps) or ddim with ``steps`` steps.
         ``state``: the permutation state to use (default: drawn at random per model).
+        ``guidance``: classifier-free guidance weight for a generator trained with
+        ``condition_dropout`` (default 1: none).
         ``return_tokens``: give the raw tokens [n, L, T] instead of state dicts.
         """
-        blocks = self._token_blocks(n, condition, seed, mode, sampler, steps, state, progress)
+        blocks = self._token_blocks(n, condition, seed, mode, sampler, steps, state, progress,
+                                    guidance)
         tk = self.tokenizer
         if return_tokens:
             tokens = torch.empty(n, tk.num_tokens, tk.token_size)
@@ -306,7 +330,8 @@ class RPG(Generator):
                          metadata: dict[str, str] | None = None, condition: Any = None,
                          mode: str | None = None, sampler: str | None = None,
                          steps: int | None = None,
-                         state: int | Sequence[int] | None = None) -> list[Path]:
+                         state: int | Sequence[int] | None = None,
+                         guidance: float | None = None) -> list[Path]:
         """Sample ``len(paths)`` models straight into ``.safetensors`` files.
 
         The values go to disk as they are generated: with ``mode="sequential"`` the memory used
@@ -317,13 +342,14 @@ class RPG(Generator):
         if self.reference:
             return super()._sample_to_files(paths, seed=seed, progress=progress,
                                             metadata=metadata, condition=condition, mode=mode,
-                                            sampler=sampler, steps=steps, state=state)
+                                            sampler=sampler, steps=steps, state=state,
+                                            guidance=guidance)
         sinks = []
         try:
             for p in paths:
                 sinks.append(SafetensorsSink(self.tokenizer, p, metadata))
             blocks = self._token_blocks(len(sinks), condition, seed, mode, sampler, steps,
-                                        state, progress)
+                                        state, progress, guidance)
             detokenize_blocks(self.tokenizer, blocks, sinks)
             return [sink.close() for sink in sinks]
         except BaseException:

@@ -22,6 +22,8 @@ OPTIONS = MethodOptions(
         "steps": Option("ddim / dpm++ sampling steps", kind="count"),
         "state": Option("the permutation state every model uses (default: drawn per model)",
                         kind="int"),
+        "guidance": Option("classifier-free guidance weight, >= 0, for a generator trained "
+                           "with condition_dropout (default 1: none)", kind="float"),
         "return_tokens": Option("give the raw tokens [n, L, T] instead of state dicts",
                                 kind="flag", cli=False, files=False),
     })

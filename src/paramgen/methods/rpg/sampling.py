@@ -54,7 +54,7 @@ def plan_request(n: Any, mode: str | None, sampler: str | None, steps: int | Non
 def token_blocks(net: RPGNetwork, tokenizer: Tokenizer, config: RPGConfig,
                  schedule: NoiseSchedule, states: Tensor | None, cond: Tensor | None, n: int,
                  seed: int, mode: str, sampler: str, steps: int | None,
-                 device: torch.device, progress: bool
+                 device: torch.device, progress: bool, guidance: float = 1.0
                  ) -> Iterator[tuple[list[int], int, Tensor]]:
     """Generate tokens block by block: yields (models, first token, tokens [k, c, T]).
 
@@ -63,7 +63,10 @@ def token_blocks(net: RPGNetwork, tokenizer: Tokenizer, config: RPGConfig,
     backbone that carries state (mamba, lstm, none) runs one block of token positions at a
     time, so nothing of size L is ever held: sequential mode (one model, a few tokens at a
     time) samples a model of any size in constant memory. The transformer has no state to
-    carry; its prototypes for the whole sequence are computed first.
+    carry; its prototypes for the whole sequence are computed first. ``guidance`` w != 1
+    (classifier-free guidance, for a generator trained with ``condition_dropout``) runs the
+    backbone a second time with the null condition (zeros) and denoises with
+    x0(null) + w (x0(condition) - x0(null)).
     """
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     L, T = tokenizer.num_tokens, tokenizer.token_size
@@ -80,35 +83,38 @@ def token_blocks(net: RPGNetwork, tokenizer: Tokenizer, config: RPGConfig,
         st = states[idx].to(device) if states is not None else None
         cd = cond[idx.to(device)] if cond is not None else None
         k = len(group)
+        conds = [cd] if guidance == 1.0 or cd is None else [cd, torch.zeros_like(cd)]
         if backbone.streams:
-            carry = backbone.init_state(k, device)
+            carries = [backbone.init_state(k, device) for _ in conds]
         else:
             with autocast(config.autocast, device):
-                whole = net.prototypes(st, cd, k).float()
+                wholes = [net.prototypes(st, c, k).float() for c in conds]
         for start in range(0, L, width):
             end = min(start + width, L)
-            if backbone.streams:
-                # In pieces too: the scan's working memory grows with the tokens per call.
-                pieces = []
-                step = max(1, SAMPLING_PIECE // k)
-                for a in range(start, end, step):
-                    with autocast(config.autocast, device):
-                        out, carry = backbone.forward_stateful(
-                            net.backbone_input(st, cd, k, a, min(a + step, end)), carry)
-                    pieces.append(out.float())
-                protos = torch.cat(pieces, dim=1)
-            else:
-                protos = whole[:, start:end]
-            p = protos.reshape(k * (end - start), T)
-            noise = torch.randn(p.shape, generator=noise_gen, device=device)
+            ps = []
+            for j, c in enumerate(conds):
+                if backbone.streams:
+                    # In pieces too: the scan's working memory grows with the tokens per call.
+                    pieces = []
+                    step = max(1, SAMPLING_PIECE // k)
+                    for a in range(start, end, step):
+                        with autocast(config.autocast, device):
+                            out, carries[j] = backbone.forward_stateful(
+                                net.backbone_input(st, c, k, a, min(a + step, end)), carries[j])
+                        pieces.append(out.float())
+                    protos = torch.cat(pieces, dim=1)
+                else:
+                    protos = wholes[j][:, start:end]
+                ps.append(protos.reshape(k * (end - start), T))
+            noise = torch.randn(ps[0].shape, generator=noise_gen, device=device)
             with autocast(config.autocast, device):
-                x = run_sampler(lambda xt, t: _denoise_in_pieces(net, xt, t, p), noise,
+                x = run_sampler(lambda xt, t: _guided(net, xt, t, ps, guidance), noise,
                                 schedule, sampler, steps, config.prediction,
                                 generator=noise_gen)
             x = x.float().cpu().reshape(k, end - start, T)
             check_finite(x, "RPG sampling")
             yield group, start, x
-            bar.update(p.shape[0])
+            bar.update(ps[0].shape[0])
     bar.close()
 
 
@@ -121,6 +127,17 @@ def detokenize_blocks(tokenizer: Tokenizer, blocks: Iterator[tuple[list[int], in
             streams[i].feed(x[j])
     for stream in streams:
         stream.close()
+
+
+def _guided(net: RPGNetwork, x: Tensor, t: Tensor, prototypes: list[Tensor],
+            guidance: float) -> Tensor:
+    """The denoiser's output for the condition's prototypes, or with a second list entry (the
+    null condition's) the classifier-free guided combination."""
+    out = _denoise_in_pieces(net, x, t, prototypes[0])
+    if len(prototypes) == 1:
+        return out
+    null = _denoise_in_pieces(net, x, t, prototypes[1])
+    return null + guidance * (out - null)
 
 
 def _denoise_in_pieces(net: RPGNetwork, x: Tensor, t: Tensor, prototypes: Tensor) -> Tensor:

@@ -109,13 +109,18 @@ def carry_for(network: nn.Module, backbone: str, num_sequences: int, length: int
 def noisy_conditions(conditions: Tensor | None, rows: Tensor, config: Any,
                      ctx: StepContext) -> Tensor | None:
     """The conditions of the checkpoints ``rows``, with ``config.condition_noise`` std of
-    Gaussian noise (drawn from the step's noise stream) when it is set."""
+    Gaussian noise (drawn from the step's noise stream) when it is set, and a
+    ``config.condition_dropout`` share of them zeroed (classifier-free guidance)."""
     if conditions is None:
         return None
     cd = conditions[rows]
     if config.condition_noise > 0:
         cd = cd + config.condition_noise * torch.randn(cd.shape, generator=ctx.noise,
                                                        device=cd.device)
+    if config.condition_dropout > 0:
+        # zeros are the null condition of classifier-free guidance (no task has all bits 0)
+        keep = torch.rand(cd.shape[0], generator=ctx.noise, device=cd.device)
+        cd = cd * (keep >= config.condition_dropout).to(cd.dtype)[:, None]
     return cd
 
 
