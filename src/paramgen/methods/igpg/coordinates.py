@@ -102,35 +102,29 @@ def infer_basins(chunks: Tensor, mask: Tensor) -> list[int] | None:
     x = torch.where(mask, chunks, torch.zeros_like(chunks)).reshape(n, -1).double()
     sq = (x * x).sum(1)
     d = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0).sqrt()
-    # Prim's algorithm: n is a collection's checkpoint count, a few hundred at most
-    inside, parent = [0], {}
-    best = d[0].clone()
-    best[0] = float("inf")
-    frm = torch.zeros(n, dtype=torch.long)
-    links = []
+    # Prim's algorithm: n is a collection's checkpoint count, a few hundred at most. Each
+    # checkpoint joins the tree by its shortest link to it; parent[j] is the other end.
+    in_tree = torch.zeros(n, dtype=torch.bool)
+    in_tree[0] = True
+    best, parent = d[0].clone(), torch.zeros(n, dtype=torch.long)
+    order, length = [], torch.zeros(n, dtype=torch.float64)
     for _ in range(n - 1):
-        j = int(best.argmin())
-        links.append((float(best[j]), int(frm[j]), j))
-        inside.append(j)
-        best[j] = float("inf")
-        closer = d[j] < best
-        for k in inside:
-            closer[k] = False
+        j = int(best.masked_fill(in_tree, float("inf")).argmin())
+        in_tree[j] = True
+        order.append(j)
+        length[j] = best[j]
+        closer = (d[j] < best) & ~in_tree
         best = torch.where(closer, d[j], best)
-        frm = torch.where(closer, torch.full_like(frm, j), frm)
-    lengths = sorted(w for w, _, _ in links)
-    median = lengths[len(lengths) // 2]
+        parent = torch.where(closer, torch.full_like(parent, j), parent)
+    median = float(length[order].sort().values[len(order) // 2])  # the upper median
     if median <= 0:
         return None
-    for w, a, b in links:
-        if w <= BASIN_LINK_RATIO * median:
-            parent[b] = a
-    labels = []
-    for i in range(n):
-        root = i
-        while root in parent:
-            root = parent[root]
-        labels.append(root)
+    # the groups: the tree with its long links cut; a parent joined before its child, so one
+    # pass in joining order labels every checkpoint with its group's first member
+    labels = list(range(n))
+    for j in order:
+        if length[j] <= BASIN_LINK_RATIO * median:
+            labels[j] = labels[int(parent[j])]
     names = {r: k for k, r in enumerate(dict.fromkeys(labels))}
     out = [names[r] for r in labels]
     if len(names) == 1 or min(out.count(k) for k in names.values()) < 2:
