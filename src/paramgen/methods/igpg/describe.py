@@ -22,6 +22,8 @@ from typing import Mapping
 
 from torch import Tensor
 
+from paramgen.methods.igpg.transfer import depths, split_block
+
 
 def layer_kind(key: str, shape: tuple[int, ...]) -> str:
     """What a tensor is, guessed from its name and shape."""
@@ -47,8 +49,6 @@ def layer_kind(key: str, shape: tuple[int, ...]) -> str:
 def describe_architecture(layout: Mapping[str, tuple[tuple[int, ...], str]],
                           free_text: str | None = None) -> str:
     """A standard description of a network from its generated tensors {key: (shape, dtype)}."""
-    from paramgen.methods.igpg.transfer import depths, split_block
-
     total = 0
     parts = []
     blocks = depths(list(layout))

@@ -398,7 +398,7 @@ class IGPG(Generator):
         group_of = torch.randint(0, groups, (n,), generator=torch.Generator().manual_seed(seed))
         prior = self.prior.to(device).eval()
 
-        def models() -> Iterator[tuple[int, Tensor, int, int]]:
+        def models() -> Iterator[tuple[int, Tensor, int]]:
             bar = progress_bar(n, "igpg sample", progress)
             for start in range(0, n, cfg.sample_batch):
                 k = min(cfg.sample_batch, n - start)
@@ -406,7 +406,7 @@ class IGPG(Generator):
                                       data.expand(k, -1) if data is not None else None,
                                       temperature, top_k, gen, step=l)
                 for j in range(k):
-                    yield start + j, toks[j].view(-1, l), int(group_of[start + j]), seed
+                    yield start + j, toks[j].view(-1, l), int(group_of[start + j])
                     bar.update(1)
             bar.close()
 
@@ -453,9 +453,9 @@ class IGPG(Generator):
         target, context, models = self._token_models(n, like, dataset, seed, temperature,
                                                      top_k, architecture, progress)
         out = []
-        for i, tokens, group, s in models:
+        for i, tokens, group in models:
             builder = StateDictBuilder(target.tokenizer)
-            self._decode_into(target, tokens, context, builder, group, (s, i), residual_noise)
+            self._decode_into(target, tokens, context, builder, group, (seed, i), residual_noise)
             out.append(builder.result())
         return out
 
@@ -470,10 +470,11 @@ class IGPG(Generator):
         target, context, models = self._token_models(len(paths), like, dataset, seed,
                                                      temperature, top_k, architecture, progress)
         written = []
-        for i, tokens, group, s in models:
+        for i, tokens, group in models:
             sink = SafetensorsSink(target.tokenizer, paths[i], metadata)
             try:
-                self._decode_into(target, tokens, context, sink, group, (s, i), residual_noise)
+                self._decode_into(target, tokens, context, sink, group, (seed, i),
+                                  residual_noise)
             except BaseException:
                 sink.abort()
                 raise
@@ -486,9 +487,9 @@ class IGPG(Generator):
         """One model's VQ-VAE token ids [C, l] and the coordinate group it was standardised
         with (its nearest group's mean; 0 without coordinate statistics)."""
         self._require_fitted()
-        return self._encode(self._target(_as_state_dict(state_dict),
-                                         dataset if self.dataset_conditioned else None, None),
-                            _as_state_dict(state_dict))[:2]
+        sd = _as_state_dict(state_dict)
+        target = self._target(sd, dataset if self.dataset_conditioned else None, None)
+        return self._encode(target, sd)[:2]
 
     def _encode(self, target: Target, sd: Mapping[str, Tensor]) -> tuple[Tensor, int, Tensor]:
         device = self.device
