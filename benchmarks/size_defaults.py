@@ -321,7 +321,8 @@ def run_one(arch: str, width: int, args) -> dict:
     if args.visits is not None:  # steps giving this many visits per token
         from paramgen.methods.rpg.choice import CollectionFacts
         facts = CollectionFacts.of(sds)
-        tokens = -(-facts.generated_values // 256)
+        token_size = int(parse_overrides(args.set).get("token_size", 256))
+        tokens = -(-facts.generated_values // token_size)
         steps = max(1, round(args.visits * tokens / 256))
     t0, c0 = time.time(), time.process_time()
     losses = []
@@ -369,7 +370,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--visits", type=float, default=None,
-                   help="steps giving this many visits per token (256 tokens a step)")
+                   help="steps giving this many visits per token (256 tokens a step, of "
+                        "--set token_size or 256 values)")
     p.add_argument("--preset", default=None)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--project", action="store_true",
@@ -380,8 +382,10 @@ def main() -> None:
     p.add_argument("--diagnose", action="store_true",
                    help="also evaluate the prototypes as models and other samplers")
     p.add_argument("--json", default=None, help="also write the results here (a list)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: small models on a shared 2-core machine)")
     args = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     rows = []
     for item in args.arch.split(","):
         arch, _, w = item.partition(":")
@@ -391,11 +395,11 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(rows, indent=2))
     if not (args.project or args.noise):
         print("\n| model | data | runs | params | originals mean | generated mean | gap | "
-              "fit CPU s | peak MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
+              "fit CPU s | fit wall s | peak MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             print(f"| {r['model']} | {r['dataset']} | {r['runs']} | {r['parameters']:,} | "
                   f"{r['original_mean']:.2f} | {r['generated_mean']:.2f} | {r['gap']:+.2f} | "
-                  f"{r['fit_cpu_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+                  f"{r['fit_cpu_s']:.0f} | {r['fit_s']:.0f} | {r['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

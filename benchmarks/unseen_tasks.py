@@ -14,6 +14,11 @@ Per grid, balanced accuracy (%) on the relabelled test split, four rows:
              places a conditioned model at all, apart from generalising to new bits;
   * nearest-seen copy: for each unseen task, the directly trained models of the seen task(s)
              whose bits are closest (Hamming), scored on the unseen task: what a lookup gives;
+  * kernel interpolation: the seen tasks' mean models interpolated to the unseen bits by
+             Gaussian-kernel ridge regression (length scale and ridge chosen by leave-one-out on
+             the seen tasks, never on the unseen ones): what smooth interpolation of the seen
+             models in bit space gives, a reference for how far the grid's seen tasks determine
+             the unseen ones;
 each against the task's directly trained models (mean of its checkpoints); "worst" is the task
 with the largest gap. --flipped N adds RPG Table 10's check. Adapter grids (`collect --lora`)
 are scored loaded onto their base.
@@ -65,6 +70,35 @@ def scorer(grid_dir: Path, info: dict):
 
 def hamming(a: str, b: str) -> int:
     return sum(u != v for u, v in zip(a, b))
+
+
+def flat_values(sd: dict, keys: list[str]) -> torch.Tensor:
+    return torch.cat([sd[k].double().reshape(-1) for k in keys])
+
+
+def kernel_interpolation(seen_means: dict[str, torch.Tensor], targets: list[str]
+                         ) -> tuple[torch.Tensor, str]:
+    """Gaussian-kernel ridge regression from +-1 bits to the flattened seen models, evaluated at
+    ``targets``; the length scale and ridge minimise the closed-form leave-one-out error on the
+    seen tasks. Returns ([len(targets), values], the chosen setting)."""
+    def bits(ts):
+        return torch.tensor([[2.0 * int(c) - 1 for c in t] for t in ts], dtype=torch.float64)
+
+    seen = sorted(seen_means)
+    x, y = bits(seen), torch.stack([seen_means[t] for t in seen])
+    mean = y.mean(0)
+    best = None
+    for scale in (1.0, 1.5, 2.0, 3.0, 4.0):
+        k = torch.exp(-torch.cdist(x, x) ** 2 / (2 * scale ** 2))
+        for ridge in (1e-3, 1e-2, 1e-1, 1.0):
+            inv = torch.linalg.inv(k + ridge * torch.eye(len(seen), dtype=torch.float64))
+            alpha = inv @ (y - mean)
+            loo = ((alpha / inv.diagonal()[:, None]) ** 2).mean().item()
+            if best is None or loo < best[0]:
+                best = (loo, scale, ridge, alpha)
+    _, scale, ridge, alpha = best
+    k_new = torch.exp(-torch.cdist(bits(targets), x) ** 2 / (2 * scale ** 2))
+    return k_new @ alpha + mean, f"length scale {scale:g}, ridge {ridge:g}"
 
 
 def fit_or_load(grid, keep: list[int], name: str, args) -> tuple[object, float | None,
@@ -127,8 +161,21 @@ def measure_grid(path: str, args) -> dict:
         near = [s for s in seen if hamming(b, s) == d]
         copy = statistics.mean(score(grid[i], b) for s in near for i in models[s])
         copy_rows.append((b, statistics.mean(direct[b]), copy))
+    keys = [k for k, v in grid[0].items() if v.is_floating_point()]
+    like = grid[0]
+    seen_means = {s: torch.stack([flat_values(grid[i], keys) for i in models[s]]).mean(0)
+                  for s in seen}
+    predicted, kernel_setting = kernel_interpolation(seen_means, unseen[:n])
+    kernel_rows = []
+    for b, v in zip(unseen[:n], predicted):
+        sd, at = dict(like), 0
+        for k in keys:
+            sd[k] = v[at:at + like[k].numel()].reshape(like[k].shape).to(like[k].dtype)
+            at += like[k].numel()
+        kernel_rows.append((b, statistics.mean(direct[b]), score(sd, b)))
     rows = [row("unseen, generated", unseen_rows), row("seen, generated", seen_rows),
-            row("unseen, nearest-seen copy", copy_rows)]
+            row("unseen, nearest-seen copy", copy_rows),
+            row(f"unseen, kernel interpolation ({kernel_setting})", kernel_rows)]
     if args.prototypes:  # the backbone's prototypes as the model: the mean the denoiser refines
         def prototype(bits: str) -> float:
             tokens = gen.prototypes(1, condition=bits, seed=args.seed)[0]

@@ -155,6 +155,10 @@ ABLATIONS = {
     "tokenization=channel": (dict(tokenization="channel"),
                              lambda g: g.tokenizer.num_tokens > 3),  # 5 rows of fc.weight alone
     "states=none": (dict(permutation_state="none"), lambda g: g.network.states is None),
+    "state_positions": (dict(position_embedding="learnable", state_positions=True,
+                             permutation_state="run"),
+                        lambda g: tuple(g.network.state_positions.shape[:2])
+                        == (2, g.tokenizer.num_tokens)),
     "states=run": (dict(permutation_state="run"), lambda g: g._num_states == 2),
     "states=checkpoint": (dict(permutation_state="checkpoint"), lambda g: g._num_states == 4),
     "prediction=sample": (dict(prediction="sample"), lambda g: g.config.prediction == "sample"),
@@ -360,7 +364,8 @@ def test_size_rule_scales_steps_with_tokens_and_learns_positions():
     assert gen.config.train_window == 32 and gen.config.position_embedding == "learnable"
     assert gen.config.position_lr_scale == 7.0 and gen.config.steps == size_settings(
         260 * 256, 16)["steps"]
-    assert "positions learnable (lr x7)" in gen.settings_summary()
+    assert "positions learnable (lr x7, rows per run)" in gen.settings_summary()
+    assert gen.config.state_positions and gen.network.state_positions is None  # one run
 
 
 def test_position_lr_scale_speeds_up_only_the_position_table():
@@ -376,6 +381,27 @@ def test_position_lr_scale_speeds_up_only_the_position_table():
     # AdamW's first step moves a parameter by about lr x scale whatever its gradient
     assert moved[1.0] == pytest.approx(1e-4, rel=0.05)
     assert moved[100.0] == pytest.approx(1e-2, rel=0.05)
+
+
+def test_state_positions_learn_a_row_per_run_windowed_and_sample_the_same_after_loading(tmp_path):
+    ckpts = CheckpointSet.from_state_dicts(make_sds(4), runs=[0, 0, 1, 1])
+    gen = RPG(**{**TINY, "position_embedding": "learnable", "state_positions": True,
+                 "train_window": 2, "diffusion_batch": 4})
+    gen.fit(ckpts, steps=3, progress=False)
+    rows = gen.network.state_positions.detach()
+    assert rows.abs().sum() > 0  # trained from zeros, in windows
+    gen.save_pretrained(tmp_path / "g")
+    again = load_generator(tmp_path / "g")
+    for mode in ("sequential", "full"):
+        a = gen.sample(2, seed=3, mode=mode)
+        b = again.sample(2, seed=3, mode=mode)
+        assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
+    # states that are checkpoints of one run, or positions that are not learned: no such rows
+    for kw, runs in (({"position_embedding": "learnable"}, [0, 0, 0]), ({}, [0, 1, 1])):
+        other = RPG(**{**TINY, "state_positions": True, **kw})
+        other.fit(CheckpointSet.from_state_dicts(make_sds(3), runs=runs), steps=1,
+                  progress=False)
+        assert other._num_states > 1 and other.network.state_positions is None
 
 
 def sinusoidal_2d_table(gen):

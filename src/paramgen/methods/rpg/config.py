@@ -29,6 +29,9 @@ class RPGConfig(SharedSettings):
     normalization: str = setting("tensor")
     # embeddings
     position_embedding: str = setting("2d")         # 2d | 1d | learnable
+    # With a learnable position table and several permutation states: a learnable row per
+    # (state, token) too, added to the token's shared row.
+    state_positions: bool = setting(False)
     permutation_state: str = setting("auto")        # checkpoint | run | none | auto (run when
     #                                                 several runs or conditions, else checkpoint)
     # recurrent backbone

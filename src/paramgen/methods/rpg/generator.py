@@ -113,8 +113,9 @@ class RPG(Generator):
         ``steps`` and ``device`` replace the configured ones where a fit resolved them."""
         c = self.config
         window = f"window {c.train_window} tokens" if c.train_window else "whole sequences"
-        positions = c.position_embedding + (f" (lr x{c.position_lr_scale:g})"
-                                            if c.position_embedding == "learnable" else "")
+        positions = c.position_embedding + (
+            f" (lr x{c.position_lr_scale:g}{', rows per run' if c.state_positions else ''})"
+            if c.position_embedding == "learnable" else "")
         return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
                 f"positions {positions}, "
                 f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
@@ -126,7 +127,8 @@ class RPG(Generator):
         self.tokenizer = tokenizer
         self._condition_dim = condition_dim
         self._num_states = num_states
-        self.network = RPGNetwork(self.config, tokenizer.positions, num_states, condition_dim)
+        self.network = RPGNetwork(self.config, tokenizer.positions, num_states, condition_dim,
+                                  runs_as_states=self._state_kind == "run")
 
     # ------------------------------------------------------------------ training
     def _fit(self, ckpts, *, steps: int | None = None, seed: int = 0,
@@ -206,7 +208,8 @@ class RPG(Generator):
                       weight_decay=cfg.weight_decay, schedule="cosine",
                       min_lr_ratio=cfg.min_lr_ratio, warmup_steps=cfg.warmup_steps,
                       grad_clip=cfg.grad_clip,
-                      lr_scales={"position.": cfg.position_lr_scale})]
+                      lr_scales={"position.": cfg.position_lr_scale,
+                                 "state_positions": cfg.position_lr_scale})]
 
     def training_modules(self) -> dict[str, nn.Module]:
         modules = {"network": self.network}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from paramgen.backbones import build as build_backbone
@@ -15,7 +16,7 @@ class RPGNetwork(nn.Module):
     """Position + permutation state + condition -> backbone -> prototypes; and the denoiser."""
 
     def __init__(self, config: RPGConfig, positions: Tensor, num_states: int,
-                 condition_dim: int | None):
+                 condition_dim: int | None, runs_as_states: bool = False):
         super().__init__()
         dim = config.d_model[0]
         self.prototype_skip = config.prototype_skip
@@ -23,6 +24,12 @@ class RPGNetwork(nn.Module):
         self.states = nn.Embedding(num_states, dim) if num_states > 0 else None
         if self.states is not None:
             nn.init.normal_(self.states.weight, std=0.5)
+        # Learnable rows per (run, token), added to the shared position rows: a learnable table
+        # holds each token's content, and one row cannot hold two runs' different weights.
+        self.state_positions = (
+            nn.Parameter(torch.zeros(num_states, len(positions), dim))
+            if config.state_positions and config.position_embedding == "learnable"
+            and runs_as_states and num_states > 1 else None)
         self.condition = ConditionEncoder(condition_dim, dim) if condition_dim else None
         self.backbone = build_backbone(
             config.backbone, d_in=dim, d_model=config.d_model, d_out=config.token_size,
@@ -42,6 +49,8 @@ class RPGNetwork(nn.Module):
         h = pos.unsqueeze(0).expand(batch, -1, -1)
         if self.states is not None and states is not None:
             h = h + self.states(states).unsqueeze(1)
+            if self.state_positions is not None:
+                h = h + self.state_positions[states, start:end]
         if self.condition is not None and conditions is not None:
             h = h + self.condition(conditions).unsqueeze(1)
         return h
@@ -52,6 +61,8 @@ class RPGNetwork(nn.Module):
         h = self.position.rows_at(index)
         if self.states is not None and states is not None:
             h = h + self.states(states).unsqueeze(1)
+            if self.state_positions is not None:
+                h = h + self.state_positions[states[:, None], index]
         if self.condition is not None and conditions is not None:
             h = h + self.condition(conditions).unsqueeze(1)
         return h

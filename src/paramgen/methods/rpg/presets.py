@@ -42,7 +42,9 @@ RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_bat
 # a training step covers a window of tokens per checkpoint, so its cost stays flat in model size,
 # and each token gets its own learnable position vector, learning at 500x the network's rate:
 # with thousands of tokens a row is in the batch only a few hundred times in a whole fit, and at
-# the network's rate it cannot move far enough from its start. The denoiser is half the cpu
+# the network's rate it cannot move far enough from its start. With several runs, each run gets
+# rows of its own added to the shared ones (state_positions): one row cannot hold two runs'
+# weights, and without them the samples of a two-run collection miss 4x further. The denoiser is half the cpu
 # preset's width: it is 85% of a step's FLOPs, and the visits it frees are what sets how closely
 # the samples match the checkpoints (docs/performance.md has the measurements behind each row).
 SIZE_RULES: list[tuple[float, dict]] = [
@@ -50,7 +52,7 @@ SIZE_RULES: list[tuple[float, dict]] = [
     # 8 checkpoints x 32 tokens: the backbone computes exactly the 256 prototypes the loss uses
     (float("inf"), dict(train_window=32, batch_size=8, diffusion_batch=256,
                         position_embedding="learnable", position_lr_scale=500.0,
-                        denoiser_channels=(1, 8, 16, 32))),
+                        state_positions=True, denoiser_channels=(1, 8, 16, 32))),
 ]
 # Above the first row, steps grow with the token count so that every token is in the batch
 # about this many times, never fewer than MIN_WINDOWED_STEPS; rounded up to a multiple of 500.
