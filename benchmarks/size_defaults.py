@@ -126,6 +126,9 @@ def user_model(arch: str, width: int, depth: int = 4) -> nn.Module:
     if arch == "cnn-bn":
         return CNNBN(width)
     if arch == "transformer":
+        if width % 4:
+            raise SystemExit(f"--arch transformer:{width}: the width must be a multiple of 4 "
+                             "(4 attention heads)")
         return SmallTransformer(width)
     if arch == "resnet18":
         return ResNet18(width)

@@ -44,9 +44,10 @@ RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_bat
 # with thousands of tokens a row is in the batch only a few hundred times in a whole fit, and at
 # the network's rate it cannot move far enough from its start. With several runs, each run gets
 # rows of its own added to the shared ones (state_positions): one row cannot hold two runs'
-# weights, and without them the samples of a two-run collection miss 4x further. The denoiser is half the cpu
-# preset's width: it is 85% of a step's FLOPs, and the visits it frees are what sets how closely
-# the samples match the checkpoints (docs/performance.md has the measurements behind each row).
+# weights, and without them the samples of a two-run collection miss 4x further. The denoiser
+# is half the cpu preset's width: it is 85% of a step's FLOPs, and the visits it frees are what
+# sets how closely the samples match the checkpoints (docs/performance.md has the measurements
+# behind each row).
 SIZE_RULES: list[tuple[float, dict]] = [
     (50_000, {}),
     # 8 checkpoints x 32 tokens: the backbone computes exactly the 256 prototypes the loss uses
