@@ -201,6 +201,11 @@ def _run_in_pool(cfg: dict[str, Any], chunks: list[list[str]], write, stop: Stop
                 except mp.TimeoutError:
                     continue
             write(res)
+        # Every chunk is in: end the idle workers by their task queue, not by signals. A SIGTERM
+        # that lands on a worker's other thread leaves its main thread blocked on the queue's
+        # lock, and the pool then waits for it forever (seen once in a full test run).
+        pool.close()
+        pool.join()
 
 
 def collect_tasks(arch: str, data: str, out: str | os.PathLike,
