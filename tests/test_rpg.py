@@ -396,10 +396,12 @@ def test_state_positions_learn_a_row_per_run_windowed_and_sample_the_same_after_
         a = gen.sample(2, seed=3, mode=mode)
         b = again.sample(2, seed=3, mode=mode)
         assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
-    # states that are checkpoints of one run, or positions that are not learned: no such rows
-    for kw, runs in (({"position_embedding": "learnable"}, [0, 0, 0]), ({}, [0, 1, 1])):
+    # states that are checkpoints of one run, positions that are not learned, or more runs than
+    # MAX_STATE_POSITION_RUNS: no such rows
+    learnable = {"position_embedding": "learnable"}
+    for kw, runs in ((learnable, [0, 0, 0]), ({}, [0, 1, 1]), (learnable, list(range(17)))):
         other = RPG(**{**TINY, "state_positions": True, **kw})
-        other.fit(CheckpointSet.from_state_dicts(make_sds(3), runs=runs), steps=1,
+        other.fit(CheckpointSet.from_state_dicts(make_sds(len(runs)), runs=runs), steps=1,
                   progress=False)
         assert other._num_states > 1 and other.network.state_positions is None
 

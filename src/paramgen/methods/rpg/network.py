@@ -12,6 +12,10 @@ from paramgen.embeddings import ConditionEncoder, PositionEmbedding
 from paramgen.methods.rpg.config import RPGConfig
 
 
+# state_positions applies to collections of at most this many runs (measured on 2).
+MAX_STATE_POSITION_RUNS = 16
+
+
 class RPGNetwork(nn.Module):
     """Position + permutation state + condition -> backbone -> prototypes; and the denoiser."""
 
@@ -25,11 +29,13 @@ class RPGNetwork(nn.Module):
         if self.states is not None:
             nn.init.normal_(self.states.weight, std=0.5)
         # Learnable rows per (run, token), added to the shared position rows: a learnable table
-        # holds each token's content, and one row cannot hold two runs' different weights.
+        # holds each token's content, and one row cannot hold two runs' different weights. Not
+        # for hundreds of states (a task grid with a run per task): a table per state would
+        # grow with the grid, and such states were not measured.
         self.state_positions = (
             nn.Parameter(torch.zeros(num_states, len(positions), dim))
             if config.state_positions and config.position_embedding == "learnable"
-            and runs_as_states and num_states > 1 else None)
+            and runs_as_states and 1 < num_states <= MAX_STATE_POSITION_RUNS else None)
         self.condition = ConditionEncoder(condition_dim, dim) if condition_dim else None
         self.backbone = build_backbone(
             config.backbone, d_in=dim, d_model=config.d_model, d_out=config.token_size,
