@@ -318,13 +318,14 @@ def run_one(arch: str, width: int, args) -> dict:
         print(json.dumps(row, indent=1), flush=True)
         return row
     orig = [accuracy(arch, width, args.depth, sd, data) for sd in sds]
-    gen = RPG(preset=args.preset, **parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    gen = RPG(preset=args.preset, **overrides)
     ckpts = CheckpointSet.from_state_dicts(sds, runs=run_of)
     steps = args.steps
     if args.visits is not None:  # steps giving this many visits per token
         from paramgen.methods.rpg.choice import CollectionFacts
         facts = CollectionFacts.of(sds)
-        token_size = int(parse_overrides(args.set).get("token_size", 256))
+        token_size = int(overrides.get("token_size", 256))
         tokens = -(-facts.generated_values // token_size)
         steps = max(1, round(args.visits * tokens / 256))
     t0, c0 = time.time(), time.process_time()

@@ -4,17 +4,11 @@ regenerated."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "api_reference.py"
+from repo_scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("api_reference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/api_reference.py")
 
 
 def test_api_page_matches_the_code() -> None:

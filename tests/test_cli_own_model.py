@@ -2,7 +2,6 @@
 `.pt` in one, `.safetensors` in the other) -> import -> train -> sample -> eval with
 --model FILE.py:CLASS and --data FILE.npz; and the pieces that path relies on."""
 
-import importlib.util
 import json
 import re
 import sys
@@ -15,16 +14,14 @@ from safetensors.torch import save_file
 
 from paramgen import CheckpointSet
 from paramgen.cli import main
+from repo_scripts import load_script
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MODEL = f"{EXAMPLES / 'own_model.py'}:TinyNet"
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("own_model_example", EXAMPLES / "own_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/own_model.py", "own_model_example")
 
 
 @pytest.fixture(scope="module")

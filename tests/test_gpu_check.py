@@ -3,26 +3,19 @@ by name with the reason."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+from repo_scripts import load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = "benchmarks/gpu_check.py"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU mode's skip lines")
 def test_gpu_check_on_cpu_skips_gpu_parts_by_name(tmp_path, capsys):
-    rep = load_script().main(["--reduced", "--out", str(tmp_path)])
+    rep = load_script(SCRIPT).main(["--reduced", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     status = {name: part["status"] for name, part in rep.parts.items()}
     assert status == {"env": "ok", "install": "skipped", "kernels": "skipped",
@@ -38,7 +31,7 @@ def test_gpu_check_on_cpu_skips_gpu_parts_by_name(tmp_path, capsys):
 
 
 def test_install_without_cuda_is_skipped_by_name(capsys):
-    script = load_script()
+    script = load_script(SCRIPT)
     rep = script.Report()
     script.part_install(rep, wanted=True, cuda=False)
     assert rep.parts["install"]["status"] == "skipped"
@@ -47,7 +40,7 @@ def test_install_without_cuda_is_skipped_by_name(capsys):
 
 
 def test_a_failing_part_fails_alone():
-    script = load_script()
+    script = load_script(SCRIPT)
     rep = script.Report()
     rep.run("boom", lambda: 1 / 0)
     assert rep.parts["boom"]["status"] == "FAILED"

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "unseen_tasks.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("unseen_tasks", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from repo_scripts import load_script
 
 
 def test_kernel_interpolation_recovers_a_smooth_map_from_bits_and_ignores_unseen_tasks():
-    bench = load_script()
+    bench = load_script("benchmarks/unseen_tasks.py")
     g = torch.Generator().manual_seed(0)
     tasks = [format(i, "06b") for i in range(1, 63)]
     order = torch.randperm(len(tasks), generator=g).tolist()

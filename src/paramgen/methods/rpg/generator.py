@@ -17,7 +17,6 @@ networks (network.py), the tokens of a collection (token_store.py), windowed tra
 from __future__ import annotations
 
 import math
-
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
