@@ -354,6 +354,10 @@ def test_size_rule_scales_steps_with_tokens_and_learns_positions():
     assert size_settings(60_000)["steps"] == MIN_WINDOWED_STEPS
     # larger tokens: fewer of them, fewer steps
     assert size_settings(1_070_000, token_size=1024)["steps"] < mid["steps"]
+    # bf16 autocast only where the CPU computes bf16 in hardware
+    assert size_settings(1_070_000, native_bf16=True)["autocast"] == "bf16"
+    assert "autocast" not in size_settings(1_070_000, native_bf16=False)
+    assert "autocast" not in size_settings(10_000, native_bf16=True)
     # RPG() applies the rule for the collection's size, and overrides still win
     wide = CheckpointSet.from_state_dicts(
         [{"w": torch.randn(260, 256, generator=torch.Generator().manual_seed(i))}
@@ -364,7 +368,7 @@ def test_size_rule_scales_steps_with_tokens_and_learns_positions():
     assert gen.config.train_window == 32 and gen.config.position_embedding == "learnable"
     assert gen.config.position_lr_scale == 7.0 and gen.config.steps == size_settings(
         260 * 256, 16)["steps"]
-    assert "positions learnable (lr x7, rows per run)" in gen.settings_summary()
+    assert "positions learnable (lr x7, rows per run if 2-16 runs)" in gen.settings_summary()
     assert gen.config.state_positions and gen.network.state_positions is None  # one run
 
 

@@ -25,6 +25,7 @@ random-number state to save, whatever the number of processes.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -195,6 +196,22 @@ def mix_seed(*values: int) -> int:
     """A 63-bit seed from several integers: the Engine's way to give each step (or epoch) its
     own random stream, so that nothing random needs saving for a bit-exact resume."""
     return _mix(*values)
+
+
+@functools.cache
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware (x86 AVX512-BF16 or AMX-BF16, read from
+    /proc/cpuinfo; False where that cannot be read). Without it, bf16 autocast on the CPU is
+    emulated and slower than float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[-1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:

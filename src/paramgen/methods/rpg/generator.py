@@ -113,14 +113,16 @@ class RPG(Generator):
         c = self.config
         window = f"window {c.train_window} tokens" if c.train_window else "whole sequences"
         positions = c.position_embedding + (
-            f" (lr x{c.position_lr_scale:g}{', rows per run' if c.state_positions else ''})"
+            f" (lr x{c.position_lr_scale:g}"
+            f"{', rows per run if 2-16 runs' if c.state_positions else ''})"
             if c.position_embedding == "learnable" else "")
         return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
                 f"positions {positions}, "
                 f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
                 f"{c.steps if steps is None else steps} steps, lr {c.lr:g}, sampler {c.sampler}"
                 f"{' ' + str(c.sampling_steps) if c.sampling_steps else ''}, "
-                f"device {c.device if device is None else device}")
+                f"device {c.device if device is None else device}"
+                f"{'' if c.autocast == 'auto' else ', autocast ' + c.autocast}")
 
     def _build(self, tokenizer: Tokenizer, num_states: int, condition_dim: int | None) -> None:
         self.tokenizer = tokenizer
