@@ -71,8 +71,8 @@ def size_settings(num_values: int, token_size: int = 256,
     """The settings the size rule adds for a model of ``num_values`` generated values.
 
     Windowed fits also train and sample under bf16 autocast where the CPU computes bf16 in
-    hardware (``native_bf16``; None: ask this CPU): 21-42% less CPU a fit at the same gap on
-    four architectures at 100K and two at 1M (docs/performance.md). Without such
+    hardware (``native_bf16``; None: ask this CPU): 21-42% less CPU a fit, gaps within 0.5 point
+    of float32's on four architectures at 100K and three at 1M (docs/performance.md). Without such
     hardware bf16 is emulated and slower, and the rule keeps float32 (on CUDA, autocast "auto"
     is bf16 anyway)."""
     for limit, settings in SIZE_RULES:
