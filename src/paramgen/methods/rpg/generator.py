@@ -31,7 +31,7 @@ from paramgen.methods.folder import load_module
 from paramgen.methods.registry import register_method
 from paramgen.methods.rpg.choice import CollectionFacts, check_override_names, choose_config
 from paramgen.methods.rpg.config import RPGConfig
-from paramgen.methods.rpg.network import RPGNetwork
+from paramgen.methods.rpg.network import MAX_STATE_POSITION_RUNS, RPGNetwork
 from paramgen.methods.rpg.options import OPTIONS
 from paramgen.methods.rpg.sampling import autocast, detokenize_blocks, plan_request, token_blocks
 from paramgen.methods.rpg.states import (StatePlan, conditions_of_states, pick_states,
@@ -112,10 +112,10 @@ class RPG(Generator):
         ``steps`` and ``device`` replace the configured ones where a fit resolved them."""
         c = self.config
         window = f"window {c.train_window} tokens" if c.train_window else "whole sequences"
-        positions = c.position_embedding + (
-            f" (lr x{c.position_lr_scale:g}"
-            f"{', rows per run if 2-16 runs' if c.state_positions else ''})"
-            if c.position_embedding == "learnable" else "")
+        per_run = (f", rows per run if 2-{MAX_STATE_POSITION_RUNS} runs"
+                   if c.state_positions else "")
+        positions = c.position_embedding + (f" (lr x{c.position_lr_scale:g}{per_run})"
+                                            if c.position_embedding == "learnable" else "")
         return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
                 f"positions {positions}, "
                 f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
