@@ -324,8 +324,10 @@ def run_one(arch: str, width: int, args) -> dict:
     steps = args.steps
     if args.visits is not None:  # steps giving this many visits per token
         from paramgen.methods.rpg.choice import CollectionFacts
+        from paramgen.methods.rpg.presets import size_settings
         facts = CollectionFacts.of(sds)
-        token_size = int(overrides.get("token_size", 256))
+        token_size = int(overrides.get("token_size") or size_settings(
+            facts.generated_values).get("token_size", 256))
         tokens = -(-facts.generated_values // token_size)
         steps = max(1, round(args.visits * tokens / 256))
     t0, c0 = time.time(), time.process_time()
@@ -374,8 +376,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=10)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--visits", type=float, default=None,
-                   help="steps giving this many visits per token (256 tokens a step, of "
-                        "--set token_size or 256 values)")
+                   help="steps giving this many visits per token (256 tokens a step, of the "
+                        "--set token_size, else the size rule's, else 256 values)")
     p.add_argument("--preset", default=None)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--project", action="store_true",

@@ -160,6 +160,8 @@ ABLATIONS = {
                         lambda g: tuple(g.network.state_positions.shape[:2])
                         == (2, g.tokenizer.num_tokens)),
     "states=run": (dict(permutation_state="run"), lambda g: g._num_states == 2),
+    "prototype_means": (dict(prototype_means=True),
+                        lambda g: g.network.token_means.abs().sum() > 0),
     "states=checkpoint": (dict(permutation_state="checkpoint"), lambda g: g._num_states == 4),
     "prediction=sample": (dict(prediction="sample"), lambda g: g.config.prediction == "sample"),
     "token_size=5": (dict(token_size=5), lambda g: g.tokenizer.token_size == 5),
@@ -348,10 +350,14 @@ def test_size_rule_scales_steps_with_tokens_and_learns_positions():
     assert mid["position_lr_scale"] > 1
     # every token is in the batch about VISITS_PER_TOKEN times, whatever the size
     for values, rule in ((1_070_000, mid), (10_000_000, big)):
-        tokens = -(-values // 256)
+        tokens = -(-values // rule.get("token_size", 256))
         visits = rule["steps"] * rule["diffusion_batch"] / tokens
         assert VISITS_PER_TOKEN <= visits < VISITS_PER_TOKEN * 1.2
     assert size_settings(60_000)["steps"] == MIN_WINDOWED_STEPS
+    # above 4M values: tokens of 1,024 and a shallower denoiser; the user's token size still counts
+    assert "token_size" not in mid and big["token_size"] == 1024
+    assert len(big["denoiser_channels"]) < len(mid["denoiser_channels"])
+    assert size_settings(10_000_000, token_size=4096)["steps"] < big["steps"]
     # larger tokens: fewer of them, fewer steps
     assert size_settings(1_070_000, token_size=1024)["steps"] < mid["steps"]
     # bf16 autocast only where the CPU computes bf16 in hardware
@@ -408,6 +414,36 @@ def test_state_positions_learn_a_row_per_run_windowed_and_sample_the_same_after_
         other.fit(CheckpointSet.from_state_dicts(make_sds(len(runs)), runs=runs), steps=1,
                   progress=False)
         assert other._num_states > 1 and other.network.state_positions is None
+
+
+def test_prototype_means_hold_each_runs_mean_token_and_travel_with_the_generator(tmp_path):
+    sds = make_sds(4)
+    ckpts = CheckpointSet.from_state_dicts(sds, runs=[0, 0, 1, 1])
+    gen = RPG(**{**TINY, "position_embedding": "learnable", "state_positions": True,
+                 "prototype_means": True, "train_window": 2, "diffusion_batch": 4})
+    gen.fit(ckpts, steps=2, progress=False)
+    tokens = torch.stack([gen.tokenizer.tokenize(sd) for sd in sds])
+    means = gen.network.token_means
+    assert means.shape == (2, *tokens.shape[1:])  # a row per run, as state_positions
+    assert torch.allclose(means[0], tokens[:2].mean(0), atol=1e-6)
+    assert torch.allclose(means[1], tokens[2:].mean(0), atol=1e-6)
+    assert not any(True for n, _ in gen.network.named_parameters() if "token_means" in n)
+    assert "+ token means" in gen.settings_summary()
+    # the prototypes are the backbone's output plus the run's means
+    net, states = gen.network, torch.tensor([0, 1])
+    with torch.no_grad():
+        raw = net.backbone(net.backbone_input(states, None, 2))
+        assert torch.allclose(net.prototypes(states, None, 2) - raw, means, atol=1e-5)
+    gen.save_pretrained(tmp_path / "g")
+    again = load_generator(tmp_path / "g")
+    assert torch.equal(again.network.token_means, means)
+    for mode in ("sequential", "full"):
+        a, b = gen.sample(2, seed=3, mode=mode), again.sample(2, seed=3, mode=mode)
+        assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
+    # one run (or no per-run rows): one mean over the whole collection
+    one = RPG(**{**TINY, "prototype_means": True}).fit(
+        CheckpointSet.from_state_dicts(sds), steps=1, progress=False)
+    assert torch.allclose(one.network.token_means[0], tokens.mean(0), atol=1e-6)
 
 
 def sinusoidal_2d_table(gen):

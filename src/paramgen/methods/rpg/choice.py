@@ -15,7 +15,7 @@ from typing import Any
 
 from paramgen.methods.base import resolve_config
 from paramgen.methods.rpg.config import RPGConfig
-from paramgen.methods.rpg.presets import RPG_PRESETS, size_settings
+from paramgen.methods.rpg.presets import size_settings
 from paramgen.tokenize import is_generated
 
 
@@ -54,9 +54,9 @@ def choose_config(preset: str | None, config: RPGConfig | dict | None,
     preset = auto_preset(facts is not None and facts.conditioned)
     added = {}
     if facts is not None:
-        # The rule's window and steps follow the token count: the token size that will be used.
-        added = size_settings(facts.generated_values,
-                              overrides.get("token_size", RPG_PRESETS[preset]["token_size"]))
+        # The rule's window and steps follow the token count: the token size that will be used
+        # (the user's, else the rule's, else the preset's).
+        added = size_settings(facts.generated_values, overrides.get("token_size"))
     return Choice(preset, RPGConfig.from_preset(preset, **{**added, **overrides}), added)
 
 

@@ -32,6 +32,10 @@ class RPGConfig(SharedSettings):
     # With a learnable position table and several permutation states: a learnable row per
     # (state, token) too, added to the token's shared row.
     state_positions: bool = setting(False)
+    # Prototypes are the backbone's output plus each token's mean over the collection (over its
+    # run, when runs are states): a fixed table that carries each token's content when tokens are
+    # wider than the backbone (token_size > d_model), whose output is otherwise of rank d_model.
+    prototype_means: bool = setting(False)
     permutation_state: str = setting("auto")        # checkpoint | run | none | auto (run when
     #                                                 several runs or conditions, else checkpoint)
     # recurrent backbone

@@ -36,7 +36,7 @@ from paramgen.methods.rpg.options import OPTIONS
 from paramgen.methods.rpg.sampling import autocast, detokenize_blocks, plan_request, token_blocks
 from paramgen.methods.rpg.states import (StatePlan, conditions_of_states, pick_states,
                                          plan_states, task_of_state)
-from paramgen.methods.rpg.token_store import goes_to_file
+from paramgen.methods.rpg.token_store import goes_to_file, token_means
 from paramgen.methods.rpg.token_store import tokenize as tokenize_collection
 from paramgen.methods.rpg.window import carry_for, choose_window, noisy_conditions, window_loss
 from paramgen.tokenize import SafetensorsSink, StateDictBuilder, Tokenizer
@@ -116,7 +116,10 @@ class RPG(Generator):
                    if c.state_positions else "")
         positions = c.position_embedding + (f" (lr x{c.position_lr_scale:g}{per_run})"
                                             if c.position_embedding == "learnable" else "")
-        return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}, {window}, "
+        means = " + token means" if c.prototype_means else ""
+        denoiser = "-".join(str(ch) for ch in c.denoiser_channels)
+        return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}{means}, "
+                f"denoiser {denoiser}, {window}, "
                 f"positions {positions}, "
                 f"batch {c.batch_size} checkpoints x {c.diffusion_batch} tokens, "
                 f"{c.steps if steps is None else steps} steps, lr {c.lr:g}, sampler {c.sampler}"
@@ -183,6 +186,10 @@ class RPG(Generator):
         self._state_kind, self._state_runs = plan.kind, plan.runs
         cond = None if conditions is None else torch.as_tensor(conditions, dtype=torch.float32)
         self._build(tokenizer, plan.count, None if cond is None else int(cond.shape[1]))
+        means = self.network.token_means
+        if means is not None:  # from the tokens themselves: part of the data, not learned
+            means.copy_(token_means(tokens, plan.state_of if means.shape[0] > 1 else None,
+                                    means.shape[0]))
         self._record_conditions(cond)
         self._state_conditions = conditions_of_states(plan.state_of, cond)
         carry = carry_for(self.network, self.config.backbone, tokens.shape[0], tokens.shape[1],

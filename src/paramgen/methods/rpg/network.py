@@ -36,6 +36,14 @@ class RPGNetwork(nn.Module):
             nn.Parameter(torch.zeros(num_states, len(positions), dim))
             if config.state_positions and config.position_embedding == "learnable"
             and runs_as_states and 1 < num_states <= MAX_STATE_POSITION_RUNS else None)
+        # Each token's mean over the collection (a row per run where runs have rows of their
+        # own), filled by the fit from its tokens and saved with the network.
+        if config.prototype_means:
+            groups = num_states if self.state_positions is not None else 1
+            self.register_buffer("token_means",
+                                 torch.zeros(groups, len(positions), config.token_size))
+        else:
+            self.token_means = None
         self.condition = ConditionEncoder(condition_dim, dim) if condition_dim else None
         self.backbone = build_backbone(
             config.backbone, d_in=dim, d_model=config.d_model, d_out=config.token_size,
@@ -75,4 +83,16 @@ class RPGNetwork(nn.Module):
 
     def prototypes(self, states: Tensor | None, conditions: Tensor | None,
                    batch: int) -> Tensor:
-        return self.backbone(self.backbone_input(states, conditions, batch))
+        out = self.backbone(self.backbone_input(states, conditions, batch))
+        return self.add_token_means(out, states, torch.arange(out.shape[1], device=out.device))
+
+    def add_token_means(self, protos: Tensor, states: Tensor | None, index: Tensor) -> Tensor:
+        """``protos`` [b, W, T] of the tokens at ``index`` ([b, W], or [W] for every model),
+        plus their means where the network keeps them."""
+        if self.token_means is None:
+            return protos
+        if index.dim() == 1:
+            index = index.expand(protos.shape[0], -1)
+        group = (states if self.token_means.shape[0] > 1 and states is not None
+                 else torch.zeros(protos.shape[0], dtype=torch.long, device=protos.device))
+        return protos + self.token_means[group[:, None], index].to(protos.dtype)

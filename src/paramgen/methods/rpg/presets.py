@@ -48,15 +48,22 @@ RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_bat
 # rows of its own added to the shared ones (state_positions): one row cannot hold two runs'
 # weights, and without them the samples of a two-run collection miss 4x further. The denoiser
 # is half the cpu preset's width: it is 85% of a step's FLOPs, and the visits it frees are what
-# sets how closely the samples match the checkpoints. ``size_settings`` adds bf16 autocast to
-# these fits on CPUs with bf16 hardware (docs/performance.md has the measurements behind each
-# row).
+# sets how closely the samples match the checkpoints. Above 4M values tokens are four times
+# larger, the denoiser one level shallower and each token's run mean is added to its prototype:
+# a two-run ResNet-18 (11.2M values) fitted in 39 minutes on two CPU threads, at parity.
+# ``size_settings`` adds bf16 autocast to these fits on CPUs with bf16 hardware
+# (docs/performance.md has the measurements behind each row).
+_WINDOWED = dict(train_window=32, batch_size=8, diffusion_batch=256,
+                 position_embedding="learnable", position_lr_scale=500.0, state_positions=True)
 SIZE_RULES: list[tuple[float, dict]] = [
     (50_000, {}),
     # 8 checkpoints x 32 tokens: the backbone computes exactly the 256 prototypes the loss uses
-    (float("inf"), dict(train_window=32, batch_size=8, diffusion_batch=256,
-                        position_embedding="learnable", position_lr_scale=500.0,
-                        state_positions=True, denoiser_channels=(1, 8, 16, 32))),
+    (4_000_000, dict(_WINDOWED, denoiser_channels=(1, 8, 16, 32))),
+    # Tokens of 1,024 values and a two-level denoiser: a quarter of the tokens (steps) and a
+    # quarter of the denoiser's FLOPs per value. The backbone's 256 outputs cannot hold a
+    # 1,024-value token, so each token's mean over its run is added to its prototype.
+    (float("inf"), dict(_WINDOWED, token_size=1024, denoiser_channels=(1, 8, 16),
+                        prototype_means=True)),
 ]
 # Above the first row, steps grow with the token count so that every token is in the batch
 # about this many times, never fewer than MIN_WINDOWED_STEPS; rounded up to a multiple of 500.
@@ -66,10 +73,12 @@ VISITS_PER_TOKEN = 360
 MIN_WINDOWED_STEPS = 1500
 
 
-def size_settings(num_values: int, token_size: int = 256,
+def size_settings(num_values: int, token_size: int | None = None,
                   native_bf16: bool | None = None) -> dict:
     """The settings the size rule adds for a model of ``num_values`` generated values.
 
+    ``token_size``: the user's token size, where they set one; the steps count tokens of that
+    size (else of the rule's token size, else the cpu preset's).
     Windowed fits also train and sample under bf16 autocast where the CPU computes bf16 in
     hardware (``native_bf16``; None: ask this CPU): 21-42% less CPU a fit, gaps within 0.5 point
     of float32's on four architectures at 100K and three at 1M (docs/performance.md). Without such
@@ -79,7 +88,8 @@ def size_settings(num_values: int, token_size: int = 256,
         if num_values <= limit:
             out = dict(settings)
             if out.get("train_window"):
-                tokens = -(-num_values // token_size)
+                size = token_size or out.get("token_size") or RPG_PRESETS["cpu"]["token_size"]
+                tokens = -(-num_values // size)
                 per_step = out["diffusion_batch"]
                 steps = -(-VISITS_PER_TOKEN * tokens // per_step)
                 out["steps"] = max(MIN_WINDOWED_STEPS, -(-steps // 500) * 500)

@@ -98,10 +98,12 @@ def token_blocks(net: RPGNetwork, tokenizer: Tokenizer, config: RPGConfig,
                     pieces = []
                     step = max(1, SAMPLING_PIECE // k)
                     for a in range(start, end, step):
+                        b = min(a + step, end)
                         with autocast(config.autocast, device):
                             out, carries[j] = backbone.forward_stateful(
-                                net.backbone_input(st, c, k, a, min(a + step, end)), carries[j])
-                        pieces.append(out.float())
+                                net.backbone_input(st, c, k, a, b), carries[j])
+                        rows = torch.arange(a, b, device=out.device)
+                        pieces.append(net.add_token_means(out.float(), st, rows))
                     protos = torch.cat(pieces, dim=1)
                 else:
                     protos = wholes[j][:, start:end]

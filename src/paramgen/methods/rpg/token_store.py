@@ -105,6 +105,22 @@ class FileTokens:
 TokenStore = MemoryTokens | FileTokens
 
 
+@torch.no_grad()
+def token_means(tokens, groups: Tensor | None, num_groups: int) -> Tensor:
+    """Mean tokens [num_groups, L, T] of a token store: over the checkpoints of each group
+    (``groups`` [N], a group index per checkpoint; None: one group of all), one checkpoint read
+    at a time."""
+    n, L, T = tokens.shape
+    total = torch.zeros(num_groups, L, T, dtype=torch.float64)
+    count = torch.zeros(num_groups, dtype=torch.float64)
+    every = torch.arange(L)[None]
+    for i in range(n):
+        g = 0 if groups is None else int(groups[i])
+        total[g] += tokens.windows(torch.tensor([i]), every)[0].cpu().double()
+        count[g] += 1
+    return (total / count.clamp_min(1)[:, None, None]).float()
+
+
 def goes_to_file(tokenizer: Tokenizer, num_checkpoints: int, window: int) -> bool:
     """Whether a fit keeps its tokens in a file: windowed training and more than
     ``TOKENS_IN_MEMORY_MAX_BYTES`` of tokens."""
