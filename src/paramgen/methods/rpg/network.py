@@ -91,8 +91,7 @@ class RPGNetwork(nn.Module):
         plus their means where the network keeps them."""
         if self.token_means is None:
             return protos
-        if index.dim() == 1:
-            index = index.expand(protos.shape[0], -1)
-        group = (states if self.token_means.shape[0] > 1 and states is not None
-                 else torch.zeros(protos.shape[0], dtype=torch.long, device=protos.device))
-        return protos + self.token_means[group[:, None], index].to(protos.dtype)
+        # a row per run only where runs have position rows, and then states are always given
+        means = (self.token_means[states[:, None], index] if self.token_means.shape[0] > 1
+                 else self.token_means[0, index])
+        return protos + means.to(protos.dtype)
