@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import time
 import json
 from pathlib import Path
 
@@ -192,8 +193,6 @@ def _align(ckpts, folder: str, args: argparse.Namespace, model):
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
     from paramgen import io, train_state
     from paramgen.checkpoints import CheckpointSet
     from paramgen.methods.registry import get_method, method_options
@@ -232,11 +231,28 @@ def run(args: argparse.Namespace) -> int:
     gen.fit(sets if len(sets) > 1 else sets[0], steps=args.steps, seed=args.seed,
             workdir=workdir, progress=not args.quiet)
     report = gen.train_report
-    if report is not None and report.processes > 1:
-        from accelerate import PartialState
+    if report is None or report.processes == 1:
+        _write_and_report(gen, out, split, sets, args, t0)
+        return 0
+    from accelerate import PartialState
 
-        if not PartialState().is_main_process:
-            return 0  # only the main process writes files and prints
+    state = PartialState()
+    try:
+        if state.is_main_process:  # only the main process writes files and prints
+            _write_and_report(gen, out, split, sets, args, t0)
+    finally:
+        # Every process waits for the writes, then leaves the process group: a process that
+        # exits with the group's threads still running aborts ("terminate called without an
+        # active exception") and the launcher then kills the main process mid-write.
+        state.wait_for_everyone()
+        state.destroy_process_group()
+    return 0
+
+
+def _write_and_report(gen, out: Path, split, sets, args, t0: float) -> None:
+    from paramgen import io
+
+    report = gen.train_report
     gen.save_pretrained(out)
     if split is not None:
         io.write_json(out / "split.json", split)
@@ -251,4 +267,3 @@ def run(args: argparse.Namespace) -> int:
     if report is not None:
         resumed = f"; resumed from step {report.resumed_from}" if report.resumed_from else ""
         print(f"{report.summary()}{resumed}")
-    return 0
