@@ -39,6 +39,7 @@ import paramgen as pg
 from paramgen.commands.train import parse_overrides, split_tasks
 from paramgen.data import load, relabel
 from paramgen.evaluation.core import build_model, load_into
+from paramgen.methods.rpg.anchor import KernelAnchor
 from paramgen.metrics import evaluate_model
 
 
@@ -78,27 +79,19 @@ def flat_values(sd: dict, keys: list[str]) -> torch.Tensor:
 
 def kernel_interpolation(seen_means: dict[str, torch.Tensor], targets: list[str]
                          ) -> tuple[torch.Tensor, str]:
-    """Gaussian-kernel ridge regression from +-1 bits to the flattened seen models, evaluated at
-    ``targets``; the length scale and ridge minimise the closed-form leave-one-out error on the
-    seen tasks. Returns ([len(targets), values], the chosen setting)."""
+    """The seen tasks' flattened mean models interpolated to ``targets`` by the library's kernel
+    anchor (methods/rpg/anchor.py: Gaussian-kernel ridge regression on the task bits, length
+    scale and ridge by leave-one-out on the seen tasks). Returns ([len(targets), values], the
+    chosen setting)."""
     def bits(ts):
-        return torch.tensor([[2.0 * int(c) - 1 for c in t] for t in ts], dtype=torch.float64)
+        return torch.tensor([[float(c) for c in t] for t in ts])
 
     seen = sorted(seen_means)
-    x, y = bits(seen), torch.stack([seen_means[t] for t in seen])
-    mean = y.mean(0)
-    best = None
-    for scale in (1.0, 1.5, 2.0, 3.0, 4.0):
-        k = torch.exp(-torch.cdist(x, x) ** 2 / (2 * scale ** 2))
-        for ridge in (1e-3, 1e-2, 1e-1, 1.0):
-            inv = torch.linalg.inv(k + ridge * torch.eye(len(seen), dtype=torch.float64))
-            alpha = inv @ (y - mean)
-            loo = ((alpha / inv.diagonal()[:, None]) ** 2).mean().item()
-            if best is None or loo < best[0]:
-                best = (loo, scale, ridge, alpha)
-    _, scale, ridge, alpha = best
-    k_new = torch.exp(-torch.cdist(bits(targets), x) ** 2 / (2 * scale ** 2))
-    return k_new @ alpha + mean, f"length scale {scale:g}, ridge {ridge:g}"
+    y = torch.stack([seen_means[t] for t in seen]).float()
+    anchor = KernelAnchor(len(seen), len(seen[0]), 1, y.shape[1])
+    said = anchor.fit(bits(seen), y[:, None])
+    setting = said.split(": ", 1)[-1].split(", leave")[0]
+    return anchor(bits(targets))[:, 0].double(), setting
 
 
 def fit_or_load(grid, keep: list[int], name: str, args) -> tuple[object, float | None,

@@ -11,6 +11,7 @@ from paramgen.methods.rpg.presets import RPG_PRESETS
 SAMPLING_MODES = ("sequential", "partial", "full")
 PERMUTATION_STATES = ("auto", "checkpoint", "run", "none")
 UNSEEN_TASKS = ("auto", "given")
+CONDITION_ANCHORS = ("none", "kernel", "kernel-only")
 
 
 @dataclass
@@ -36,6 +37,11 @@ class RPGConfig(SharedSettings):
     # run, when runs are states): a fixed table that carries each token's content when tokens are
     # wider than the backbone (token_size > d_model), whose output is otherwise of rank d_model.
     prototype_means: bool = setting(False)
+    # Task-conditioned collections: "kernel" adds the seen tasks' mean models, interpolated to
+    # the condition by Gaussian-kernel ridge regression (anchor.py), to every prototype, and the
+    # backbone reads the condition too; "kernel-only": the condition enters only through that
+    # interpolation; "none": only through the backbone (RPG).
+    condition_anchor: str = setting("none")
     permutation_state: str = setting("auto")        # checkpoint | run | none | auto (run when
     #                                                 several runs or conditions, else checkpoint)
     # recurrent backbone
@@ -109,6 +115,7 @@ class RPGConfig(SharedSettings):
             "normalization": ("tensor", "value"),
             "position_embedding": ("2d", "1d", "learnable"),
             "permutation_state": PERMUTATION_STATES,
+            "condition_anchor": CONDITION_ANCHORS,
             "backbone": ("mamba", "lstm", "transformer", "none"),
             "prediction": ("epsilon", "sample"),
             "sampler": ("ddpm", "ddim", "dpm++"),

@@ -29,6 +29,7 @@ from paramgen.methods.base import Generator
 from paramgen.methods.fingerprint import Fingerprint
 from paramgen.methods.folder import load_module
 from paramgen.methods.registry import register_method
+from paramgen.methods.rpg.anchor import ANCHOR_MAX_VALUES, anchor_size, seen_tasks
 from paramgen.methods.rpg.choice import CollectionFacts, check_override_names, choose_config
 from paramgen.methods.rpg.config import RPGConfig
 from paramgen.methods.rpg.network import MAX_STATE_POSITION_RUNS, RPGNetwork
@@ -73,6 +74,7 @@ class RPG(Generator):
         # True when each state is one task of a grid whose task models came from independent
         # initialisations (found by RPG or by pg.align): tasks the generator cannot interpolate.
         self._independent_tasks = False
+        self._anchor_tasks = 0  # the seen tasks of the kernel anchor (anchor.py), if any
 
     # ------------------------------------------------------------------ settings
     def _initial_config(self, preset: str | None, config: Any) -> RPGConfig | None:
@@ -127,12 +129,31 @@ class RPG(Generator):
                 f"device {c.device if device is None else device}"
                 f"{'' if c.autocast == 'auto' else ', autocast ' + c.autocast}")
 
-    def _build(self, tokenizer: Tokenizer, num_states: int, condition_dim: int | None) -> None:
+    def _build(self, tokenizer: Tokenizer, num_states: int, condition_dim: int | None,
+               anchor_tasks: int = 0) -> None:
         self.tokenizer = tokenizer
         self._condition_dim = condition_dim
         self._num_states = num_states
+        self._anchor_tasks = anchor_tasks
         self.network = RPGNetwork(self.config, tokenizer.positions, num_states, condition_dim,
-                                  runs_as_states=self._state_kind == "run")
+                                  runs_as_states=self._state_kind == "run",
+                                  anchor_tasks=anchor_tasks)
+
+    def _anchor_tasks_of(self, cond: Tensor | None, tokenizer: Tokenizer
+                         ) -> tuple[Tensor | None, Tensor | None, str | None]:
+        """The seen tasks the kernel anchor interpolates (their conditions, and each
+        checkpoint's task), or Nones and why not."""
+        if self.config.condition_anchor == "none" or cond is None:
+            return None, None, None
+        tasks, task_of = seen_tasks(cond)
+        if len(tasks) < 2:
+            return None, None, "no kernel anchor: the collection has one condition"
+        size = anchor_size(len(tasks), tokenizer.num_tokens, tokenizer.token_size)
+        if size > ANCHOR_MAX_VALUES:
+            return None, None, (f"no kernel anchor: {len(tasks)} tasks x "
+                                f"{tokenizer.num_tokens * tokenizer.token_size:,} values is "
+                                f"over {ANCHOR_MAX_VALUES:,}")
+        return tasks, task_of, None
 
     # ------------------------------------------------------------------ training
     def _fit(self, ckpts, *, steps: int | None = None, seed: int = 0,
@@ -185,11 +206,19 @@ class RPG(Generator):
                 progress: bool, callback) -> None:
         self._state_kind, self._state_runs = plan.kind, plan.runs
         cond = None if conditions is None else torch.as_tensor(conditions, dtype=torch.float32)
-        self._build(tokenizer, plan.count, None if cond is None else int(cond.shape[1]))
+        tasks, task_of, why_not = self._anchor_tasks_of(cond, tokenizer)
+        self._build(tokenizer, plan.count, None if cond is None else int(cond.shape[1]),
+                    anchor_tasks=0 if tasks is None else len(tasks))
+        said = progress and engine.process_index == 0
+        # Both from the tokens themselves: part of the data, not learned.
         means = self.network.token_means
-        if means is not None:  # from the tokens themselves: part of the data, not learned
+        if means is not None:
             means.copy_(token_means(tokens, plan.state_of if means.shape[0] > 1 else None,
                                     means.shape[0]))
+        if self.network.anchor is not None:
+            why_not = self.network.anchor.fit(tasks, token_means(tokens, task_of, len(tasks)))
+        if why_not and said:
+            print(why_not, flush=True)
         self._record_conditions(cond)
         self._state_conditions = conditions_of_states(plan.state_of, cond)
         carry = carry_for(self.network, self.config.backbone, tokens.shape[0], tokens.shape[1],
@@ -371,6 +400,7 @@ class RPG(Generator):
     # ------------------------------------------------------------------ files
     def _saved_config(self) -> dict:
         return {"num_states": self._num_states, "permutation_state": self._state_kind,
+                "anchor_tasks": self._anchor_tasks,
                 "state_runs": self._state_runs, "independent_tasks": self._independent_tasks,
                 "tokenizer": self.tokenizer.to_config()}
 
@@ -387,7 +417,8 @@ class RPG(Generator):
         self._state_kind = config["permutation_state"]
         self._state_runs = list(config.get("state_runs") or [])
         self._independent_tasks = bool(config.get("independent_tasks", False))
-        self._build(tokenizer, int(config["num_states"]), config.get("condition_dim"))
+        self._build(tokenizer, int(config["num_states"]), config.get("condition_dim"),
+                    anchor_tasks=int(config.get("anchor_tasks") or 0))
         load_module(self.network, tensors, "network", where)
         # (generators saved before this was recorded draw states at random, as they did)
         rows, owner = tensors.get("state_conditions.rows"), tensors.get("state_conditions.state")

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from paramgen.backbones import build as build_backbone
 from paramgen.diffusion import Denoiser1D
 from paramgen.embeddings import ConditionEncoder, PositionEmbedding
+from paramgen.methods.rpg.anchor import KernelAnchor
 from paramgen.methods.rpg.config import RPGConfig
 
 
@@ -20,7 +21,8 @@ class RPGNetwork(nn.Module):
     """Position + permutation state + condition -> backbone -> prototypes; and the denoiser."""
 
     def __init__(self, config: RPGConfig, positions: Tensor, num_states: int,
-                 condition_dim: int | None, runs_as_states: bool = False):
+                 condition_dim: int | None, runs_as_states: bool = False,
+                 anchor_tasks: int = 0):
         super().__init__()
         dim = config.d_model[0]
         self.prototype_skip = config.prototype_skip
@@ -36,15 +38,23 @@ class RPGNetwork(nn.Module):
             nn.Parameter(torch.zeros(num_states, len(positions), dim))
             if config.state_positions and config.position_embedding == "learnable"
             and runs_as_states and 1 < num_states <= MAX_STATE_POSITION_RUNS else None)
+        # The seen tasks' models interpolated to the condition (anchor.py), filled by the fit.
+        self.anchor = (KernelAnchor(anchor_tasks, condition_dim, len(positions),
+                                    config.token_size)
+                       if anchor_tasks and condition_dim else None)
         # Each token's mean over the collection (a row per run where runs have rows of their
-        # own), filled by the fit from its tokens and saved with the network.
-        if config.prototype_means:
+        # own), filled by the fit from its tokens and saved with the network. An anchor holds
+        # the mean already.
+        if config.prototype_means and self.anchor is None:
             groups = num_states if self.state_positions is not None else 1
             self.register_buffer("token_means",
                                  torch.zeros(groups, len(positions), config.token_size))
         else:
             self.token_means = None
-        self.condition = ConditionEncoder(condition_dim, dim) if condition_dim else None
+        backbone_reads_condition = condition_dim and not (
+            self.anchor is not None and config.condition_anchor == "kernel-only")
+        self.condition = ConditionEncoder(condition_dim, dim) if backbone_reads_condition \
+            else None
         self.backbone = build_backbone(
             config.backbone, d_in=dim, d_model=config.d_model, d_out=config.token_size,
             num_layers=config.num_layers, d_state=config.d_state, d_conv=config.d_conv,
@@ -84,13 +94,19 @@ class RPGNetwork(nn.Module):
     def prototypes(self, states: Tensor | None, conditions: Tensor | None,
                    batch: int) -> Tensor:
         out = self.backbone(self.backbone_input(states, conditions, batch))
-        return self.add_token_means(out, states, torch.arange(out.shape[1], device=out.device))
+        return self.add_fixed(out, states, conditions, None)
 
-    def add_token_means(self, protos: Tensor, states: Tensor | None, index: Tensor) -> Tensor:
-        """``protos`` [b, W, T] of the tokens at ``index`` ([b, W], or [W] for every model),
-        plus their means where the network keeps them."""
+    def add_fixed(self, protos: Tensor, states: Tensor | None, conditions: Tensor | None,
+                  index: Tensor | None) -> Tensor:
+        """``protos`` [b, W, T] of the tokens at ``index`` ([b, W]; [W] for every model; None:
+        all tokens), plus what the network holds fixed: each token's mean, or the condition's
+        anchor."""
+        if self.anchor is not None and conditions is not None:
+            return protos + self.anchor(conditions, index).to(protos.dtype)
         if self.token_means is None:
             return protos
+        if index is None:
+            index = torch.arange(protos.shape[1], device=protos.device)
         # a row per run only where runs have position rows, and then states are always given
         means = (self.token_means[states[:, None], index] if self.token_means.shape[0] > 1
                  else self.token_means[0, index])

@@ -103,7 +103,7 @@ def token_blocks(net: RPGNetwork, tokenizer: Tokenizer, config: RPGConfig,
                             out, carries[j] = backbone.forward_stateful(
                                 net.backbone_input(st, c, k, a, b), carries[j])
                         rows = torch.arange(a, b, device=out.device)
-                        pieces.append(net.add_token_means(out.float(), st, rows))
+                        pieces.append(net.add_fixed(out.float(), st, c, rows))
                     protos = torch.cat(pieces, dim=1)
                 else:
                     protos = wholes[j][:, start:end]

@@ -148,7 +148,7 @@ def window_loss(net: nn.Module, data: dict, config: Any, schedule: NoiseSchedule
     with ctx.autocast():
         h = net.window_input(st, cd, index)
         protos, after = net.backbone.forward_stateful(h, carry.gather(mine, h.dtype))
-        protos = net.add_token_means(protos, st, index).reshape(b * W, T)[picked]
+        protos = net.add_fixed(protos, st, cd, index).reshape(b * W, T)[picked]
         loss = diffusion_loss(lambda xt, t: net.denoise(xt, t, protos), x0, m,
                               schedule, config.prediction, generator=ctx.noise)
     advance_windows(ctx, carry, chosen.to(ctx.device), mine, after)
