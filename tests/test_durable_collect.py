@@ -136,6 +136,7 @@ def assert_same_collection(out: Path, ref: Path) -> None:
     assert logged == set((ref / io.OUTPUT_MARKER).read_text().splitlines())
 
 
+@pytest.mark.slow  # tens of seconds: in the full run, out of the fast loop
 def test_kill_9_inside_collect_saves_resumes_to_the_uninterrupted_collection(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     assert main(SINGLE + ["--out", str(ref)]) == 0  # the uninterrupted run, in this process
@@ -440,6 +441,7 @@ def test_kill_9_of_a_grid_with_workers_ends_the_workers_and_resumes_identical(tm
     assert_same_collection(out, ref)
 
 
+@pytest.mark.slow  # tens of seconds: in the full run, out of the fast loop
 def test_a_grid_with_workers_ends_without_noise(tmp_path):
     """The pool ends its workers with SIGTERM; one that is already leaving (its task loop done,
     atexit callbacks running) must not print a SystemExit traceback after a successful grid."""

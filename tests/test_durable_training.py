@@ -146,6 +146,7 @@ def kill_chain(tmp_path: Path, modes: list[str], steps: int, seed: int) -> dict[
     return seen
 
 
+@pytest.mark.slow  # tens of seconds: in the full run, out of the fast loop
 def test_kill_9_inside_saves_resumes_to_the_uninterrupted_bytes(tmp_path):
     # Two real processes (each costs seconds of start-up): kill -9 inside a save of the training
     # state, and inside the generator folder's save. The slow test below runs forty instants,

@@ -193,6 +193,7 @@ def test_resume_from_workdir_matches_an_uninterrupted_run(tmp_path):
             sds, steps=8, workdir=work, progress=False)
 
 
+@pytest.mark.slow  # tens of seconds: in the full run, out of the fast loop
 def test_memorises_a_tiny_collection():
     """8 checkpoints of a 100-parameter model: every sample lands near one of them."""
     g = torch.Generator().manual_seed(0)
