@@ -48,7 +48,9 @@ def plain():
 def auto_preset_grid():
     conds = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
     grid = CheckpointSet.from_state_dicts(models(), conditions=conds, runs=[0, 0, 1, 1, 2, 2])
-    gen = RPG(**SMALL, backbone="lstm").fit(grid, steps=3, seed=1, progress=False)
+    # recorded with the preset's sampling steps and condition pathway of then
+    gen = RPG(**SMALL, backbone="lstm", sampling_steps=10, condition_anchor="none").fit(
+        grid, steps=3, seed=1, progress=False)
     assert gen.preset == "cpu-tasks"
     return gen.sample(n=3, condition=[0, 1, 0], seed=1) + \
         gen.sample(n=2, condition=[[0.9, 0.2, 0.0], [0, 1, 1]], seed=2)

@@ -119,6 +119,8 @@ class RPG(Generator):
         positions = c.position_embedding + (f" (lr x{c.position_lr_scale:g}{per_run})"
                                             if c.position_embedding == "learnable" else "")
         means = " + token means" if c.prototype_means else ""
+        if c.condition_anchor != "none":
+            means += f" + {c.condition_anchor} anchor"
         denoiser = "-".join(str(ch) for ch in c.denoiser_channels)
         return (f"token {c.token_size}, backbone {c.backbone} {c.d_model[0]}{means}, "
                 f"denoiser {denoiser}, {window}, "
