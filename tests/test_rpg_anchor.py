@@ -120,3 +120,14 @@ def test_no_anchor_without_several_conditions_or_with_none(capsys):
 def test_condition_anchor_setting_is_checked():
     with pytest.raises(ValueError, match="condition_anchor"):
         RPG(preset="cpu", condition_anchor="linear")
+
+
+def test_an_anchor_too_large_is_not_built_and_the_backbone_reads_the_condition(
+        monkeypatch, capsys):
+    import paramgen.methods.rpg.generator as rpg_generator
+
+    monkeypatch.setattr(rpg_generator, "ANCHOR_MAX_VALUES", 10)
+    ckpts, _ = grid()
+    gen = RPG(**TINY, condition_anchor="kernel-only").fit(ckpts, steps=1, progress=True)
+    assert gen.network.anchor is None and gen.network.condition is not None
+    assert "no kernel anchor: 16 tasks x" in capsys.readouterr().out
