@@ -89,9 +89,8 @@ def kernel_interpolation(seen_means: dict[str, torch.Tensor], targets: list[str]
     seen = sorted(seen_means)
     y = torch.stack([seen_means[t] for t in seen]).float()
     anchor = KernelAnchor(len(seen), len(seen[0]), 1, y.shape[1])
-    said = anchor.fit(bits(seen), y[:, None])
-    setting = said.split(": ", 1)[-1].split(", leave")[0]
-    return anchor(bits(targets))[:, 0].double(), setting
+    chosen = anchor.fit(bits(seen), y[:, None])
+    return anchor(bits(targets))[:, 0].double(), chosen.setting()
 
 
 def fit_or_load(grid, keep: list[int], name: str, args) -> tuple[object, float | None,

@@ -12,6 +12,8 @@ data, not learned).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -27,6 +29,26 @@ ANCHOR_MAX_VALUES = 1 << 26
 
 def anchor_size(num_tasks: int, num_tokens: int, token_size: int) -> int:
     return num_tasks * num_tokens * token_size
+
+
+@dataclass(frozen=True)
+class AnchorFit:
+    """What :meth:`KernelAnchor.fit` chose: the length scale (as a share of the median squared
+    distance between seen conditions), the ridge, and the leave-one-out error as a share of
+    the seen tasks' spread."""
+
+    tasks: int
+    scale_share: float
+    ridge: float
+    loo_share: float
+
+    def setting(self) -> str:
+        return (f"length scale {self.scale_share:g} of the median squared distance, "
+                f"ridge {self.ridge:g}")
+
+    def __str__(self) -> str:
+        return (f"kernel anchor over {self.tasks} seen tasks: {self.setting()}, leave-one-out "
+                f"error {self.loo_share:.2f} of the tasks' spread")
 
 
 class KernelAnchor(nn.Module):
@@ -55,9 +77,9 @@ class KernelAnchor(nn.Module):
         return self.mean[index] + torch.stack(rows).view(*index.shape, -1)
 
     @torch.no_grad()
-    def fit(self, conditions: Tensor, means: Tensor) -> str:
+    def fit(self, conditions: Tensor, means: Tensor) -> AnchorFit:
         """Fit to the seen tasks: their conditions [K, C] and mean tokens [K, L, T]. Returns the
-        chosen setting in words."""
+        chosen setting."""
         x = conditions.double()
         y = means.double().flatten(1)
         center = y.mean(0)
@@ -83,9 +105,7 @@ class KernelAnchor(nn.Module):
         self.mean.copy_(center.view_as(self.mean))
         self.inverse_width.fill_(width)
         spread = float((y ** 2).mean())
-        return (f"kernel anchor over {len(x)} seen tasks: length scale {share:g} of the median "
-                f"squared distance, ridge {ridge:g}, leave-one-out error "
-                f"{loo / max(spread, 1e-30):.2f} of the tasks' spread")
+        return AnchorFit(len(x), share, ridge, loo / max(spread, 1e-30))
 
 
 @torch.no_grad()

@@ -218,7 +218,8 @@ class RPG(Generator):
             means.copy_(token_means(tokens, plan.state_of if means.shape[0] > 1 else None,
                                     means.shape[0]))
         if self.network.anchor is not None:
-            why_not = self.network.anchor.fit(tasks, token_means(tokens, task_of, len(tasks)))
+            why_not = str(self.network.anchor.fit(tasks,
+                                                  token_means(tokens, task_of, len(tasks))))
         if why_not and said:
             print(why_not, flush=True)
         self._record_conditions(cond)
