@@ -90,7 +90,31 @@ def kernel_interpolation(seen_means: dict[str, torch.Tensor], targets: list[str]
     y = torch.stack([seen_means[t] for t in seen]).float()
     anchor = KernelAnchor(len(seen), len(seen[0]), 1, y.shape[1])
     chosen = anchor.fit(bits(seen), y[:, None])
-    return anchor(bits(targets))[:, 0].double(), chosen.setting()
+    return (anchor(bits(targets))[:, 0].double(),
+            f"{chosen.setting()}, leave-one-out {chosen.loo_share:.2f}")
+
+
+def one_basin(grid, tasks: list[str], seen: list[str], models: dict[str, list[int]], score,
+              pairs: int) -> tuple[int, float, float, float]:
+    """Whether the seen tasks' models lie in one basin, where interpolating them can work: for
+    up to ``pairs`` seen tasks a with a seen neighbour b one bit away, task a's accuracy of its
+    own model, of b's model and of their midpoint (first checkpoint of each). Returns (pairs,
+    own, neighbour's, midpoint's) means."""
+    seen_set, rows = set(seen), []
+    for a in seen:
+        b = next((a[:i] + ("1" if c == "0" else "0") + a[i + 1:] for i, c in enumerate(a)
+                  if a[:i] + ("1" if c == "0" else "0") + a[i + 1:] in seen_set), None)
+        if b is None:
+            continue
+        own, other = grid[models[a][0]], grid[models[b][0]]
+        mid = {k: ((v.double() + other[k].double()) / 2).to(v.dtype) if v.is_floating_point()
+               else v for k, v in own.items()}
+        rows.append((score(own, a), score(other, a), score(mid, a)))
+        if len(rows) == pairs:
+            break
+    if not rows:
+        return 0, float("nan"), float("nan"), float("nan")
+    return (len(rows),) + tuple(statistics.mean(r[j] for r in rows) for j in range(3))
 
 
 def fit_or_load(grid, keep: list[int], name: str, args) -> tuple[object, float | None,
@@ -125,9 +149,15 @@ def measure_grid(path: str, args) -> dict:
     info = grid.info
     tasks = [grid.provenance(i)["task"] for i in range(len(grid))]
     seen, unseen = split_tasks(tasks, args.holdout, args.seed)
+    if args.seen:  # a sparser grid with the same unseen tasks: how the gap grows with fewer
+        if args.seen > len(seen):
+            raise SystemExit(f"--seen {args.seen}: {grid_dir} has only {len(seen)} seen tasks")
+        pick = torch.randperm(len(seen), generator=torch.Generator().manual_seed(args.seed + 1))
+        seen = sorted(seen[j] for j in pick[:args.seen].tolist())
     seen_set = set(seen)
     keep = [i for i, t in enumerate(tasks) if t in seen_set]
-    gen, cpu, wall = fit_or_load(grid, keep, grid_dir.name, args)
+    name = grid_dir.name + (f"-seen{args.seen}" if args.seen else "")
+    gen, cpu, wall = fit_or_load(grid, keep, name, args)
     score = scorer(grid_dir, info)
     direct: dict[str, list[float]] = {}
     models: dict[str, list[int]] = {}
@@ -174,18 +204,19 @@ def measure_grid(path: str, args) -> dict:
             return score(gen.tokenizer.detokenize(tokens), bits)
         rows.append(row("unseen, prototypes", [(b, statistics.mean(direct[b]), prototype(b))
                                                for b in unseen[:n]]))
+    basin = one_basin(grid, tasks, seen, models, score, args.basin) if args.basin else None
     flipped = []
     for j in torch.randperm(len(seen), generator=g)[:args.flipped].tolist():
         inverse = "".join("1" if c == "0" else "0" for c in seen[j])
         flipped.append((seen[j], generated(seen[j]), inverse, generated(inverse),
                         "seen" if inverse in seen_set else "unseen"))
     eval_cpu = time.process_time() - t0
-    return {"grid": grid_dir.name, "arch": info.get("arch") or info.get("base", {}).get("arch"),
+    return {"grid": name, "arch": info.get("arch") or info.get("base", {}).get("arch"),
             "data": info["data"], "adapter": bool(info.get("peft_config")),
             "values": grid.num_params, "seen": len(seen), "unseen": len(unseen),
             "fit_cpu": cpu, "fit_wall": wall, "eval_cpu": eval_cpu,
             "steps": gen.config.steps if args.steps is None else args.steps,
-            "rows": rows,
+            "rows": rows, "basin": basin,
             "per_task": unseen_rows, "flipped": flipped}
 
 
@@ -209,6 +240,15 @@ def print_table(results: list[dict], args) -> None:
                   f"{100 * x['gen']:.1f} | {100 * (x['direct'] - x['gen']):.2f} | "
                   f"{x['worst_task']}: {100 * x['worst_gap']:.1f} ({100 * x['worst_gen']:.1f}) |")
     for r in results:
+        if r["basin"]:
+            n, own, other, mid = r["basin"]
+            verdict = ("below the neighbour's: a barrier between tasks, so averaging their "
+                       "models loses" if mid < other else
+                       "not below the neighbour's: no barrier, one basin")
+            print(f"\n{r['grid']}: one basin? over {n} seen tasks with a seen neighbour one bit "
+                  f"away, the task's own model {100 * own:.1f}, the neighbour's {100 * other:.1f}, "
+                  f"their midpoint {100 * mid:.1f} ({verdict})")
+    for r in results:
         if r["flipped"]:
             print(f"\n{r['grid']}: flipped embeddings (RPG Table 10), every bit of a seen task "
                   "inverted: seen task, generated, inverted task, generated, in the grid")
@@ -228,6 +268,9 @@ def main() -> None:
     ap.add_argument("--preset", default=None, help="default: RPG()'s choice (cpu-tasks)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--holdout", type=float, default=0.1)
+    ap.add_argument("--seen", type=int, default=None,
+                    help="train on this many of the seen tasks (a seeded subset; the unseen "
+                         "tasks stay the same): the gap against the grid's density")
     ap.add_argument("--samples", type=int, default=5)
     ap.add_argument("--max-tasks", type=int, default=None,
                     help="evaluate at most this many unseen (and seen) tasks")
@@ -245,6 +288,9 @@ def main() -> None:
     ap.add_argument("--flipped", type=int, default=0,
                     help="seen tasks whose inverted bits to generate (RPG Table 10): their "
                          "models must stay accurate, not fall to chance")
+    ap.add_argument("--basin", type=int, default=0, metavar="PAIRS",
+                    help="check this many neighbouring seen-task pairs for a barrier between "
+                         "their models (midpoint accuracy)")
     ap.add_argument("--prototypes", action="store_true",
                     help="a row for the backbone's prototypes taken as the model (no diffusion)")
     ap.add_argument("--progress", action="store_true", help="show the fit's progress bar")

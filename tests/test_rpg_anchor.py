@@ -131,3 +131,49 @@ def test_an_anchor_too_large_is_not_built_and_the_backbone_reads_the_condition(
     gen = RPG(**TINY, condition_anchor="kernel-only").fit(ckpts, steps=1, progress=True)
     assert gen.network.anchor is None and gen.network.condition is not None
     assert "no kernel anchor: 16 tasks x" in capsys.readouterr().out
+
+
+def test_held_out_anchor_is_each_seen_task_interpolated_from_the_others(monkeypatch, tmp_path):
+    import paramgen.methods.rpg.anchor as anchor_module
+
+    bits = all_bits(5)
+    truth = smooth_tasks(bits) + 0.1 * torch.randn(len(bits), 3, 4,
+                                                   generator=torch.Generator().manual_seed(2))
+    anchor = KernelAnchor(len(bits), 5, 3, 4)
+    chosen = anchor.fit(bits, truth, held_out=True)
+    anchor.train()
+    held = anchor(bits)
+    anchor.eval()
+    assert torch.allclose(anchor(bits), anchor._interpolate(bits, None))
+    assert not torch.allclose(held, anchor(bits), atol=1e-3)  # training reads the held-out rows
+    # task 7 refitted without it, at the chosen setting: the same prediction (up to the centre,
+    # which keeps the task in the closed form)
+    monkeypatch.setattr(anchor_module, "SCALE_SHARES", (chosen.scale_share,))
+    monkeypatch.setattr(anchor_module, "RIDGES", (chosen.ridge,))
+    rest = [j for j in range(len(bits)) if j != 7]
+    alone = KernelAnchor(len(rest), 5, 3, 4)
+    alone.fit(bits[rest], truth[rest])
+    # the median distance moves a little without task 7; the prediction barely
+    assert (alone(bits[7:8])[0] - held[7]).abs().max() < 0.05 * truth.std()
+    # a condition no seen task has gets the full anchor in training too; index forms agree
+    anchor.train()
+    other = torch.full((1, 5), 0.5)
+    assert torch.allclose(anchor(other), anchor._interpolate(other, None))
+    index = torch.tensor([[0, 2], [1, 1]])
+    assert torch.allclose(anchor(bits[:2], index), torch.stack([held[0, [0, 2]], held[1, [1, 1]]]))
+    assert torch.allclose(anchor(bits[:2], torch.tensor([2])), held[:2, [2]])
+    # not saved with the generator: sampling never reads it
+    assert "held_out" not in anchor.state_dict()
+
+
+def test_generator_trains_on_held_out_anchors_and_samples_as_before(tmp_path):
+    ckpts, _ = grid()
+    gen = RPG(**TINY, condition_anchor="kernel-only", anchor_held_out=True).fit(
+        ckpts, steps=2, progress=False)
+    assert gen.network.anchor.held_out.shape == gen.network.anchor.weights.shape
+    gen.save_pretrained(tmp_path / "g")
+    again = load_generator(tmp_path / "g")
+    assert again.config.anchor_held_out and again.network.anchor.held_out.numel() == 0
+    a = gen.sample(2, seed=3, condition="0110")
+    b = again.sample(2, seed=3, condition="0110")
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)

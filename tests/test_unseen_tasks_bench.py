@@ -25,3 +25,23 @@ def test_kernel_interpolation_recovers_a_smooth_map_from_bits_and_ignores_unseen
     assert "length scale" in setting and "ridge" in setting
     # far closer than the seen mean, the prediction a condition-blind model makes
     assert (predicted - truth).pow(2).mean() < 0.1 * (mean - truth).pow(2).mean()
+
+
+def test_one_basin_scores_a_task_with_its_neighbours_model_and_their_midpoint():
+    bench = load_script("benchmarks/unseen_tasks.py")
+    tasks = ["0011", "0111", "1100", "1000"]
+    grid = [{"w": torch.tensor([float(i)]), "n": torch.tensor([i])} for i in range(len(tasks))]
+    models = {t: [i] for i, t in enumerate(tasks)}
+    scored = []
+
+    def score(sd, bits):  # best at the task's own index, worse linearly away from it
+        scored.append((bits, float(sd["w"])))
+        assert sd["n"].dtype == torch.long  # integer tensors are kept, not averaged
+        return 1.0 - abs(float(sd["w"]) - tasks.index(bits)) / 4
+
+    n, own, other, mid = bench.one_basin(grid, tasks, tasks, models, score, pairs=3)
+    # 0011 <-> 0111 and 1100 <-> 1000 are one bit apart: every task has a neighbour, three asked
+    assert n == 3
+    assert own == 1.0 and other == 0.75 and mid == 0.875
+    assert ("0011", 0.5) in scored  # the midpoint of models 0 and 1
+    assert bench.one_basin(grid, ["0011", "1100"], ["0011", "1100"], models, score, 3)[0] == 0

@@ -61,6 +61,9 @@ class KernelAnchor(nn.Module):
         self.register_buffer("weights", torch.zeros(num_tasks, num_tokens, token_size))
         self.register_buffer("mean", torch.zeros(num_tokens, token_size))
         self.register_buffer("inverse_width", torch.zeros(()))  # 1 / (2 scale^2)
+        # Each seen task's leave-one-out anchor [K, L, T] (fit(held_out=True)): what training
+        # reads for that task instead of its in-sample anchor. Not saved: sampling never uses it.
+        self.register_buffer("held_out", torch.zeros(0), persistent=False)
 
     def kernel(self, conditions: Tensor) -> Tensor:
         """Gaussian kernel [b, K] between ``conditions`` and the seen tasks' conditions."""
@@ -68,6 +71,19 @@ class KernelAnchor(nn.Module):
         return torch.exp(-d2 * self.inverse_width)
 
     def forward(self, conditions: Tensor, index: Tensor | None = None) -> Tensor:
+        out = self._interpolate(conditions, index)
+        if self.training and self.held_out.numel():
+            d2 = torch.cdist(conditions.float(), self.conditions.float())
+            seen, task = (d2 == 0).any(1), d2.argmin(1)
+            if seen.any():
+                rows = self.held_out[task]
+                if index is not None:
+                    rows = (rows[:, index] if index.dim() == 1 else
+                            torch.stack([rows[i, index[i]] for i in range(index.shape[0])]))
+                out = torch.where(seen[:, None, None], rows.to(out.dtype), out)
+        return out
+
+    def _interpolate(self, conditions: Tensor, index: Tensor | None) -> Tensor:
         k = self.kernel(conditions)
         if index is None:
             return self.mean + torch.einsum("bk,klt->blt", k, self.weights)
@@ -77,9 +93,10 @@ class KernelAnchor(nn.Module):
         return self.mean[index] + torch.stack(rows).view(*index.shape, -1)
 
     @torch.no_grad()
-    def fit(self, conditions: Tensor, means: Tensor) -> AnchorFit:
+    def fit(self, conditions: Tensor, means: Tensor, held_out: bool = False) -> AnchorFit:
         """Fit to the seen tasks: their conditions [K, C] and mean tokens [K, L, T]. Returns the
-        chosen setting."""
+        chosen setting. ``held_out``: also keep each seen task's leave-one-out anchor, which
+        training then reads for that task (``RPGConfig.anchor_held_out``)."""
         x = conditions.double()
         y = means.double().flatten(1)
         center = y.mean(0)
@@ -98,12 +115,16 @@ class KernelAnchor(nn.Module):
                 diag = (vecs ** 2) @ scaled
                 loo = float(((alpha / diag[:, None]) ** 2).mean())
                 if best is None or loo < best[0]:
-                    best = (loo, share, ridge, width, alpha)
-        loo, share, ridge, width, alpha = best
+                    best = (loo, share, ridge, width, alpha, diag)
+        loo, share, ridge, width, alpha, diag = best
         self.conditions.copy_(conditions)
         self.weights.copy_(alpha.view_as(self.weights))
         self.mean.copy_(center.view_as(self.mean))
         self.inverse_width.fill_(width)
+        # Leave-one-out prediction of task i: its mean less alpha_i / diag_i (the closed form
+        # of kernel ridge regression); the centre keeps task i, a 1/K effect.
+        self.held_out = ((means.double().flatten(1) - alpha / diag[:, None]).view_as(means)
+                         .to(self.weights) if held_out else torch.zeros(0))
         spread = float((y ** 2).mean())
         return AnchorFit(len(x), share, ridge, loo / max(spread, 1e-30))
 

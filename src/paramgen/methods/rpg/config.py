@@ -42,6 +42,10 @@ class RPGConfig(SharedSettings):
     # backbone reads the condition too; "kernel-only": the condition enters only through that
     # interpolation; "none": only through the backbone (RPG).
     condition_anchor: str = setting("none")
+    # With an anchor: training reads each seen task's leave-one-out anchor (its interpolation
+    # from the other seen tasks), as wrong as an unseen task's will be, instead of its in-sample
+    # one, which the networks could recognise the task by; sampling reads the full anchor.
+    anchor_held_out: bool = setting(False)
     permutation_state: str = setting("auto")        # checkpoint | run | none | auto (run when
     #                                                 several runs or conditions, else checkpoint)
     # recurrent backbone

@@ -219,7 +219,8 @@ class RPG(Generator):
                                     means.shape[0]))
         if self.network.anchor is not None:
             why_not = str(self.network.anchor.fit(tasks,
-                                                  token_means(tokens, task_of, len(tasks))))
+                                                  token_means(tokens, task_of, len(tasks)),
+                                                  held_out=self.config.anchor_held_out))
         if why_not and said:
             print(why_not, flush=True)
         self._record_conditions(cond)
