@@ -177,3 +177,13 @@ def test_generator_trains_on_held_out_anchors_and_samples_as_before(tmp_path):
     a = gen.sample(2, seed=3, condition="0110")
     b = again.sample(2, seed=3, condition="0110")
     assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
+
+
+def test_held_out_rows_are_found_for_float_conditions_of_many_tasks():
+    g = torch.Generator().manual_seed(3)
+    cond = torch.randn(40, 12, generator=g) * 0.37  # text-embedding-like, > 25 rows
+    means = torch.randn(40, 2, 3, generator=g)
+    anchor = KernelAnchor(40, 12, 2, 3)
+    anchor.fit(cond, means, held_out=True)
+    anchor.train()
+    assert torch.allclose(anchor(cond), anchor.held_out)

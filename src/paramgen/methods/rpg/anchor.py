@@ -73,7 +73,10 @@ class KernelAnchor(nn.Module):
     def forward(self, conditions: Tensor, index: Tensor | None = None) -> Tensor:
         out = self._interpolate(conditions, index)
         if self.training and self.held_out.numel():
-            d2 = torch.cdist(conditions.float(), self.conditions.float())
+            # Exact differences: the matmul form cdist uses for many rows leaves rounding
+            # error where two float conditions are the same.
+            d2 = torch.cdist(conditions.float(), self.conditions.float(),
+                             compute_mode="donot_use_mm_for_euclid_dist")
             seen, task = (d2 == 0).any(1), d2.argmin(1)
             if seen.any():
                 rows = self.held_out[task]
