@@ -102,8 +102,8 @@ def one_basin(grid, tasks: list[str], seen: list[str], models: dict[str, list[in
     own, neighbour's, midpoint's) means."""
     seen_set, rows = set(seen), []
     for a in seen:
-        b = next((a[:i] + ("1" if c == "0" else "0") + a[i + 1:] for i, c in enumerate(a)
-                  if a[:i] + ("1" if c == "0" else "0") + a[i + 1:] in seen_set), None)
+        one_off = (a[:i] + ("1" if c == "0" else "0") + a[i + 1:] for i, c in enumerate(a))
+        b = next((t for t in one_off if t in seen_set), None)
         if b is None:
             continue
         own, other = grid[models[a][0]], grid[models[b][0]]

@@ -71,7 +71,6 @@ class KernelAnchor(nn.Module):
         return torch.exp(-d2 * self.inverse_width)
 
     def forward(self, conditions: Tensor, index: Tensor | None = None) -> Tensor:
-        out = self._interpolate(conditions, index)
         if self.training and self.held_out.numel():
             # Exact differences: the matmul form cdist uses for many rows leaves rounding
             # error where two float conditions are the same.
@@ -82,9 +81,12 @@ class KernelAnchor(nn.Module):
                 rows = self.held_out[task]
                 if index is not None:
                     rows = (rows[:, index] if index.dim() == 1 else
-                            torch.stack([rows[i, index[i]] for i in range(index.shape[0])]))
-                out = torch.where(seen[:, None, None], rows.to(out.dtype), out)
-        return out
+                            rows[torch.arange(len(rows), device=rows.device)[:, None], index])
+                if seen.all():  # the usual training batch: no row needs the interpolation
+                    return rows
+                return torch.where(seen[:, None, None], rows,
+                                   self._interpolate(conditions, index))
+        return self._interpolate(conditions, index)
 
     def _interpolate(self, conditions: Tensor, index: Tensor | None) -> Tensor:
         k = self.kernel(conditions)
