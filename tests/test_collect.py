@@ -195,6 +195,35 @@ def test_grid_task_selection_errors(tmp_path: Path) -> None:
     assert len(resolve_tasks("all", 10, seed=0)) == 1022
 
 
+def test_grid_finetune_lr(tmp_path: Path) -> None:
+    """The fine-tuning rate from the shared model is its own setting: the shared start (trained
+    at lr) is the same, a slower fine-tune moves each task less from it, the folder records the
+    rate, and a grid without it keeps the settings it had (old folders still resume)."""
+    task = ["0101010101"]
+    default = pc.collect_tasks(out=tmp_path / "default", tasks=task, workers=1, **GRID)
+    assert "finetune_lr" not in default.info
+    slow = pc.collect_tasks(out=tmp_path / "slow", tasks=task, workers=1, finetune_lr=1e-5,
+                            **GRID)
+    assert slow.info["finetune_lr"] == 1e-5
+    fast = pc.collect_tasks(out=tmp_path / "fast", tasks=task, workers=1, finetune_lr=0.05,
+                            **GRID)
+    start = pc.collect_tasks(out=tmp_path / "start", tasks=task, workers=1, finetune_lr=1e-9,
+                             **GRID)
+
+    def moved(c: CheckpointSet) -> float:  # the hidden layer only: the 2-way head is new
+        key = next(k for k in c.keys if k.endswith("weight"))
+        return float((c[0][key] - start[0][key]).abs().max())
+
+    assert moved(slow) < moved(default) < moved(fast)
+    with pytest.raises(ValueError, match="other settings|finetune_lr"):
+        pc.collect_tasks(out=tmp_path / "slow", tasks=task, workers=1, finetune_lr=0.05, **GRID)
+    with pytest.raises(ValueError, match="finetune_lr must be a positive"):
+        pc.collect_tasks(out=tmp_path / "bad", tasks=task, finetune_lr=0.0, **GRID)
+    with pytest.raises(ValueError, match="warm"):
+        pc.collect_tasks(out=tmp_path / "cold", tasks=task, finetune_lr=0.01, warm_start=False,
+                         **GRID)
+
+
 # ----------------------------------------------------------------------------- command line
 
 def test_cli_collect_and_summary(tmp_path: Path, capsys) -> None:
@@ -212,10 +241,12 @@ def test_cli_task_grid_from_file(tmp_path: Path, capsys) -> None:
     f = tmp_path / "tasks.txt"
     f.write_text("# two tasks\n0101010101\n1000000000\n")
     rc = main(["collect", "--tasks", f"@{f}", "--per-task", "1", "--epochs", "20", "--hidden", "8",
-               "--workers", "1", "--out", str(tmp_path / "g"), "--no-progress"])
+               "--workers", "1", "--finetune-lr", "0.003", "--out", str(tmp_path / "g"),
+               "--no-progress"])
     assert rc == 0
     assert "balanced_accuracy" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert manifest["info"]["finetune_lr"] == 0.003
     assert [e["provenance"]["task"] for e in manifest["checkpoints"]] == ["0101010101",
                                                                           "1000000000"]
 
@@ -225,6 +256,9 @@ def test_cli_errors_and_help(tmp_path: Path, capsys) -> None:
                  "--out", str(tmp_path), "--no-progress"]) == 2
     assert "zzz." in capsys.readouterr().err
     assert main(["collect", "--hidden", "a,b", "--out", str(tmp_path)]) == 2
+    assert main(["collect", "--lora", "r=2", "--tasks", "2", "--finetune-lr", "0.01",
+                 "--out", str(tmp_path / "lora")]) == 2
+    assert "--finetune-lr" in capsys.readouterr().err and not (tmp_path / "lora").exists()
     with pytest.raises(SystemExit):
         main(["collect", "--help"])
     text = capsys.readouterr().out

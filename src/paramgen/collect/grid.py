@@ -216,13 +216,13 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
                   data_root: str | None = None, allow_pickle: bool | None = None,
                   chunk_size: int | None = None,
                   model_kwargs: dict[str, Any] | None = None,
-                  warm_start: bool = True) -> CheckpointSet:
+                  warm_start: bool = True, finetune_lr: float | None = None) -> CheckpointSet:
     """One model per binary task of `data` (RPG's 1022-task grid for 10 classes), into `out`.
 
     warm_start (default): every task starts from one model of `arch` first trained on all classes
     of `data` (its classifier layer, which has another shape, comes from the shared seed) and
-    fine-tunes at lr / 4, so task models differ mostly where the task does; off, every task trains
-    from the same random initialisation at `lr`.
+    fine-tunes at `finetune_lr` (default lr / 4), so task models differ mostly where the task
+    does; off, every task trains from the same random initialisation at `lr`.
 
     tasks: "all", an int (a seeded random subset of that size) or bit strings. Each task trains
     `arch` (hidden layers `hidden` when the model takes them, e.g. "mlp") on the relabelled data
@@ -243,6 +243,13 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
     lr = GRID_DEFAULTS["lr"] if lr is None else float(lr)
     if not 0 < lr < math.inf:
         raise ValueError(f"lr must be a positive finite number, got {lr}")
+    if finetune_lr is not None:
+        finetune_lr = float(finetune_lr)
+        if not 0 < finetune_lr < math.inf:
+            raise ValueError(f"finetune_lr must be a positive finite number, got {finetune_lr}")
+        if not warm_start:
+            raise ValueError("finetune_lr is the fine-tuning rate from the shared model of a "
+                             "warm-started grid; without a warm start every task trains at lr")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if per_task < 1 or steps < per_task:
@@ -261,6 +268,8 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
             "metric": "balanced_accuracy", "kind": "task_grid", "task_classes": n_cls,
             "per_task": per_task, "epochs": steps, "lr": lr, "batch_size": batch_size,
             "seed": seed, "model_kwargs": kw, "warm_start": bool(warm_start)}
+    if finetune_lr is not None:  # only when given: grids made before it existed still resume
+        info["finetune_lr"] = finetune_lr
     # The writer holds the folder's lock: a second grid into this folder waits, then skips
     # the tasks this one wrote.
     with CheckpointWriter(out, info=info) as writer:
@@ -295,7 +304,7 @@ def collect_tasks(arch: str, data: str, out: str | os.PathLike,
                     cfg["init_state"] = _pretrain_all_classes(arch, in_shape, n_cls, kw, data,
                                                               data_root, allow_pickle, steps,
                                                               lr, seed)
-                    cfg["lr"] = lr / 4
+                    cfg["lr"] = lr / 4 if finetune_lr is None else finetune_lr
                 if workers == 1 or len(chunks) <= 1:
                     _run_in_process(cfg, chunks, write, stop)
                 else:

@@ -46,6 +46,9 @@ def collect_from_args(args: argparse.Namespace, progress: bool = True):
     if args.tasks is None:
         raise ValueError("--lora needs --tasks (all, N, bit strings or @FILE): one adapter is "
                          "trained per task")
+    if getattr(args, "finetune_lr", None) is not None:
+        raise ValueError("--finetune-lr is for model grids and runs; with --lora, --lr sets each "
+                         "adapter's learning rate")
     recipe = LoraRecipe.parse(args.lora, dora=args.dora)
     ckpts = collect_adapters(args.data, args.out, tasks=parse_task_spec(args.tasks), recipe=recipe,
                              base=args.base, steps=args.epochs, lr=args.lr,

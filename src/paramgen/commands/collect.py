@@ -72,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "dataset: 0.01 for digits and mnist1d, 0.001 for cifar10, at most "
                              "0.002 for vit-*; 0.02 for task grids)")
     parser.add_argument("--finetune-lr", type=float, default=None,
-                        help="constant learning rate of the continuation (default: lr * 0.3)")
+                        help="constant learning rate of the continuation (default: lr * 0.3); "
+                             "with --tasks: each task's fine-tuning rate from the shared model "
+                             "(default: lr / 4)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="mini-batch size (default per dataset; task grids train full batch)")
     parser.add_argument("--seed", type=int, default=0,
@@ -149,7 +151,7 @@ def _collect(args: argparse.Namespace, arch: str, hidden: list[int] | None, prog
     if args.tasks is not None:
         return collect_tasks(arch, args.data, args.out, tasks=parse_task_spec(args.tasks),
                              per_task=args.per_task, epochs=args.epochs, lr=args.lr,
-                             workers=args.workers, seed=args.seed,
+                             workers=args.workers, seed=args.seed, finetune_lr=args.finetune_lr,
                              model_kwargs=_hidden_option(arch, hidden),
                              batch_size=args.batch_size, progress=progress,
                              data_root=args.data_root, allow_pickle=args.allow_pickle)

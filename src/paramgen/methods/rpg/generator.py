@@ -208,7 +208,7 @@ class RPG(Generator):
                 progress: bool, callback) -> None:
         self._state_kind, self._state_runs = plan.kind, plan.runs
         cond = None if conditions is None else torch.as_tensor(conditions, dtype=torch.float32)
-        tasks, task_of, why_not = self._anchor_tasks_of(cond, tokenizer)
+        tasks, task_of, anchor_note = self._anchor_tasks_of(cond, tokenizer)
         self._build(tokenizer, plan.count, None if cond is None else int(cond.shape[1]),
                     anchor_tasks=0 if tasks is None else len(tasks))
         said = progress and engine.process_index == 0
@@ -218,11 +218,11 @@ class RPG(Generator):
             means.copy_(token_means(tokens, plan.state_of if means.shape[0] > 1 else None,
                                     means.shape[0]))
         if self.network.anchor is not None:
-            why_not = str(self.network.anchor.fit(tasks,
-                                                  token_means(tokens, task_of, len(tasks)),
-                                                  held_out=self.config.anchor_held_out))
-        if why_not and said:
-            print(why_not, flush=True)
+            anchor_note = str(self.network.anchor.fit(tasks,
+                                                      token_means(tokens, task_of, len(tasks)),
+                                                      held_out=self.config.anchor_held_out))
+        if anchor_note and said:
+            print(anchor_note, flush=True)
         self._record_conditions(cond)
         self._state_conditions = conditions_of_states(plan.state_of, cond)
         carry = carry_for(self.network, self.config.backbone, tokens.shape[0], tokens.shape[1],
