@@ -183,38 +183,32 @@ def layer_errors(samples: list[dict], sds: list[dict], tokenizer) -> list[tuple[
     beside it the same distance between each checkpoint and its nearest other checkpoint;
     worst ratio first. Says which kind of layer the generator gets wrong."""
     keys = [lay.key for lay in tokenizer.layers]
-    std = {lay.key: lay.std for lay in tokenizer.layers}
+    std = torch.tensor([lay.std for lay in tokenizer.layers], dtype=torch.float64)
+    numel = torch.tensor([sds[0][k].numel() for k in keys], dtype=torch.float64)
 
-    def rms(a, b, k):
-        return float((a[k].float() - b[k].float()).pow(2).mean().sqrt()) / std[k]
-
-    def squared_distances(rows: list[dict], cols: list[dict]) -> torch.Tensor:
-        """[len(rows), len(cols)] squared distances over all tensors in spread units, pair by
-        pair and tensor by tensor: flattening and stacking every checkpoint at once held two
+    def squared_differences(rows: list[dict], cols: list[dict]) -> torch.Tensor:
+        """[len(rows), len(cols), len(keys)]: each tensor's sum of squared differences, pair
+        by pair and tensor by tensor: flattening and stacking every checkpoint at once held two
         more copies of the collection (1.7 GB more at 11M)."""
-        d2 = torch.zeros(len(rows), len(cols), dtype=torch.float64)
+        same = cols is rows
+        out = torch.zeros(len(rows), len(cols), len(keys), dtype=torch.float64)
         for i, a in enumerate(rows):
-            for j, b in enumerate(cols):
-                if cols is rows and j < i:
-                    d2[i, j] = d2[j, i]
-                elif not (cols is rows and j == i):
-                    d2[i, j] = sum(float((a[k].float() - b[k].float()).double().pow(2).sum()) / std[k] ** 2
-                                   for k in keys)
-        return d2
+            for j, b in enumerate(cols[i + 1:] if same else cols, start=i + 1 if same else 0):
+                out[i, j] = torch.stack([(a[k].float() - b[k].float()).double().pow(2).sum()
+                                         for k in keys])
+        return out + out.transpose(0, 1) if same else out
 
-    d = squared_distances(sds, sds)
-    d.fill_diagonal_(float("inf"))
-    errs = {k: 0.0 for k in keys}
-    spread = {k: 0.0 for k in keys}
-    for i, sd in enumerate(sds):
-        other = sds[int(d[i].argmin())]
-        for k in keys:
-            spread[k] += rms(sd, other, k) / len(sds)
-    nearest = squared_distances(samples, sds).argmin(1)
-    for s, j in zip(samples, nearest.tolist()):
-        near = sds[j]
-        for k in keys:
-            errs[k] += rms(s, near, k) / len(samples)
+    def nearest_rms(diffs: torch.Tensor, exclude_self: bool) -> torch.Tensor:
+        """Each row's RMS distance per tensor to its nearest column (over all tensors, in
+        spread units), in spread units: [len(keys)] averaged over rows."""
+        d2 = (diffs / std ** 2).sum(-1)
+        if exclude_self:
+            d2.fill_diagonal_(float("inf"))
+        near = diffs[torch.arange(len(diffs)), d2.argmin(1)]
+        return ((near / numel).sqrt() / std).mean(0)
+
+    spread = dict(zip(keys, nearest_rms(squared_differences(sds, sds), True).tolist()))
+    errs = dict(zip(keys, nearest_rms(squared_differences(samples, sds), False).tolist()))
     return sorted(((k, errs[k], spread[k]) for k in keys),
                   key=lambda kv: -kv[1] / max(kv[2], 1e-9))
 
