@@ -70,13 +70,18 @@ class KernelAnchor(nn.Module):
         d2 = torch.cdist(conditions.float(), self.conditions.float()) ** 2
         return torch.exp(-d2 * self.inverse_width)
 
-    def forward(self, conditions: Tensor, index: Tensor | None = None) -> Tensor:
+    def forward(self, conditions: Tensor, index: Tensor | None = None,
+                held_out_rows: Tensor | None = None) -> Tensor:
+        """``held_out_rows`` [b] (training with held-out anchors only): the rows that read
+        their task's leave-one-out anchor; None: every row of a seen task."""
         if self.training and self.held_out.numel():
             # Exact differences: the matmul form cdist uses for many rows leaves rounding
             # error where two float conditions are the same.
             d2 = torch.cdist(conditions.float(), self.conditions.float(),
                              compute_mode="donot_use_mm_for_euclid_dist")
             seen, task = (d2 == 0).any(1), d2.argmin(1)
+            if held_out_rows is not None:
+                seen = seen & held_out_rows
             if seen.any():
                 rows = self.held_out[task]
                 if index is not None:

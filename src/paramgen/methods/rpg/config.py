@@ -9,7 +9,7 @@ from paramgen.config import SharedSettings, sampling, setting, training
 from paramgen.methods.rpg.presets import RPG_PRESETS
 
 SAMPLING_MODES = ("sequential", "partial", "full")
-PERMUTATION_STATES = ("auto", "checkpoint", "run", "none")
+PERMUTATION_STATES = ("auto", "checkpoint", "run", "task", "none")
 UNSEEN_TASKS = ("auto", "given")
 CONDITION_ANCHORS = ("none", "kernel", "kernel-only")
 
@@ -45,9 +45,12 @@ class RPGConfig(SharedSettings):
     # With an anchor: training reads each seen task's leave-one-out anchor (its interpolation
     # from the other seen tasks), as wrong as an unseen task's will be, instead of its in-sample
     # one, which the networks could recognise the task by; sampling reads the full anchor.
+    # With permutation_state="task", only the shared state's share of training reads it.
     anchor_held_out: bool = setting(False)
-    permutation_state: str = setting("auto")        # checkpoint | run | none | auto (run when
-    #                                                 several runs or conditions, else checkpoint)
+    permutation_state: str = setting("auto")        # checkpoint | run | task | none | auto (run
+    #                                                 when several runs or conditions, else
+    #                                                 checkpoint); task: a state per seen task
+    #                                                 and a shared one (shared_state_share)
     # recurrent backbone
     backbone: str = setting("mamba")                # mamba | lstm | transformer | none
     d_model: tuple[int, int] = setting((256, 256))
@@ -92,6 +95,10 @@ class RPGConfig(SharedSettings):
     # condition is replaced by zeros, the null condition (0: none). A generator trained so can
     # sample with ``guidance`` w != 1: x0 = x0(null) + w (x0(condition) - x0(null)).
     condition_dropout: float = training(0.0)
+    # With permutation_state="task": the share of training checkpoints that train with the
+    # shared state instead of their task's. A seen task samples with its own state, any other
+    # condition with the shared one, which has learned what holds for every task.
+    shared_state_share: float = training(0.5)
     # Windowed training: each step trains a window of this many consecutive tokens per
     # checkpoint, the backbone's state carried from the previous window (methods/rpg/window.py);
     # 0 trains on whole sequences. Bounds a step's time and memory whatever the model's size.
@@ -138,5 +145,8 @@ class RPGConfig(SharedSettings):
         self._check_finite("position_lr_scale", "condition_noise", low=0.0)
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}")
+        if not 0.0 < self.shared_state_share < 1.0:
+            raise ValueError("shared_state_share must be in (0, 1): the shared state and the "
+                             f"tasks' own both need training, got {self.shared_state_share}")
         self._check_finite("min_lr_ratio", low=0.0, high=1.0)
         self._check_finite("beta_start", "beta_end", low=0.0, high=1.0)

@@ -39,7 +39,8 @@ from paramgen.methods.rpg.states import (StatePlan, conditions_of_states, pick_s
                                          plan_states, task_of_state)
 from paramgen.methods.rpg.token_store import goes_to_file, token_means
 from paramgen.methods.rpg.token_store import tokenize as tokenize_collection
-from paramgen.methods.rpg.window import carry_for, choose_window, noisy_conditions, window_loss
+from paramgen.methods.rpg.window import (carry_for, choose_window, noisy_conditions,
+                                         training_states, window_loss)
 from paramgen.tokenize import SafetensorsSink, StateDictBuilder, Tokenizer
 from paramgen.training import Stage, StepContext
 
@@ -270,7 +271,7 @@ class RPG(Generator):
         per_process = max(1, cfg.diffusion_batch // ctx.num_processes)
         picked = torch.randperm(b * L, generator=ctx.generator)[:min(per_process, b * L)]
         picked = picked.to(ctx.device)
-        st = data["states"][batch] if data["states"] is not None else None
+        st = training_states(data["states"], batch, cfg, ctx)
         cd = noisy_conditions(data["conditions"], batch, cfg, ctx)
         x0 = tokens[batch].reshape(b * L, T)[picked]
         m = data["mask"].repeat(b, 1)[picked]

@@ -28,6 +28,9 @@ class RPGNetwork(nn.Module):
         self.prototype_skip = config.prototype_skip
         self.position = PositionEmbedding(positions, dim, config.position_embedding)
         self.states = nn.Embedding(num_states, dim) if num_states > 0 else None
+        # permutation_state="task": the last state is shared by every task (states.py)
+        self.shared_state = (num_states - 1 if config.permutation_state == "task"
+                             and num_states > 0 else None)
         if self.states is not None:
             nn.init.normal_(self.states.weight, std=0.5)
         # Learnable rows per (run, token), added to the shared position rows: a learnable table
@@ -102,7 +105,11 @@ class RPGNetwork(nn.Module):
         all tokens), plus what the network holds fixed: each token's mean, or the condition's
         anchor."""
         if self.anchor is not None and conditions is not None:
-            return protos + self.anchor(conditions, index).to(protos.dtype)
+            # With task states, only the shared state's rows read held-out anchors: a task's
+            # own state stands for that task, whose in-sample anchor sampling reads too.
+            held = (states == self.shared_state
+                    if self.shared_state is not None and states is not None else None)
+            return protos + self.anchor(conditions, index, held).to(protos.dtype)
         if self.token_means is None:
             return protos
         if index is None:

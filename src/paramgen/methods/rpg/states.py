@@ -3,9 +3,11 @@
 A permutation state is a learned vector the backbone reads beside every token; checkpoints that
 share one are generated as one basin. Training: one state per checkpoint, per run, or none
 (``permutation_state``; ``auto`` picks, and gives a task grid whose task models share no
-starting point a state per task). Sampling: a given state, else one of the states trained
-nearest to the sample's condition; and, for a generator of independently initialised task
-models, an unseen task generates its nearest seen task (``unseen_task``, with a warning).
+starting point a state per task); or, for a task grid, one per seen task and a shared one that
+a share of every batch trains with (``task``). Sampling: a given state, else one of the states
+trained nearest to the sample's condition (``task``: a seen task's own state, the shared state
+for any other condition); and, for a generator of independently initialised task models, an
+unseen task generates its nearest seen task (``unseen_task``, with a warning).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from paramgen import notices
 class StatePlan:
     """The states of one fit."""
 
-    kind: str                   # checkpoint | run | none (auto resolved)
+    kind: str                   # checkpoint | run | task | none (auto resolved)
     state_of: Tensor | None     # [N] the state of each checkpoint; None for kind none
     runs: list                  # per state, the run it stands for (checkpoint: each one's run)
     independent: bool           # each state is a task whose models share no starting point
@@ -31,7 +33,10 @@ class StatePlan:
 
     @property
     def count(self) -> int:
-        return 0 if self.state_of is None else int(self.state_of.max()) + 1
+        if self.state_of is None:
+            return 0
+        # task: the seen tasks' states and the shared one after them
+        return int(self.state_of.max()) + 1 + (self.kind == "task")
 
 
 def plan_states(setting: str, ckpts, info: dict) -> StatePlan:
@@ -44,7 +49,15 @@ def plan_states(setting: str, ckpts, info: dict) -> StatePlan:
     independent = note is not None or (
         isinstance(aligned, dict) and aligned.get("runs") == "one per task")
     kind = _state_kind(setting, getattr(ckpts, "conditions", None) is not None, len(set(runs)))
-    if kind == "checkpoint":
+    if kind == "task":
+        conditions = getattr(ckpts, "conditions", None)
+        if conditions is None:
+            raise ValueError("permutation_state='task' needs a task-conditioned collection (a "
+                             "state per task); this one has no conditions")
+        _, state_of = torch.unique(torch.as_tensor(conditions, dtype=torch.float32), dim=0,
+                                   return_inverse=True)
+        state_runs = [0] * (int(state_of.max()) + 2)
+    elif kind == "checkpoint":
         state_of, state_runs = torch.arange(len(runs)), list(runs)
     elif kind == "run":
         distinct = sorted(set(runs))
@@ -101,6 +114,8 @@ def pick_states(n: int, state: int | Sequence[int] | None, gen: torch.Generator,
     """The state of each of ``n`` samples: ``state`` as given, else drawn with ``gen`` among
     the states trained nearest to each sample's condition (among all of them when that is all)."""
     if num_states > 0:
+        if state is None and kind == "task":
+            return _task_states(n, cond, state_conditions, num_states)
         if state is None:
             nearest = _states_nearest(cond, state_conditions, num_states)
             if nearest is None:  # every state is as near as any other: draw among all
@@ -114,6 +129,20 @@ def pick_states(n: int, state: int | Sequence[int] | None, gen: torch.Generator,
     if state is not None:
         raise ValueError(f"this generator has no permutation states (permutation_state={kind!r})")
     return None
+
+
+def _task_states(n: int, cond: Tensor | None, state_conditions: tuple[Tensor, Tensor] | None,
+                 num_states: int) -> Tensor:
+    """``permutation_state="task"``: a seen task's own state, the shared state (the last) for
+    any condition not seen in training."""
+    shared = torch.full((n,), num_states - 1, dtype=torch.long)
+    if cond is None or state_conditions is None:
+        return shared
+    rows, owner = state_conditions
+    dist = torch.cdist(cond.float().cpu().reshape(n, -1), rows,
+                       compute_mode="donot_use_mm_for_euclid_dist")
+    low, at = dist.min(dim=1)
+    return torch.where(low <= 1e-6, owner[at], shared)
 
 
 def _states_nearest(cond: Tensor | None, state_conditions: tuple[Tensor, Tensor] | None,

@@ -124,6 +124,21 @@ def noisy_conditions(conditions: Tensor | None, rows: Tensor, config: Any,
     return cd
 
 
+def training_states(states: Tensor | None, rows: Tensor, config: Any,
+                    ctx: StepContext) -> Tensor | None:
+    """The permutation states of the checkpoints ``rows``; with ``permutation_state="task"`` a
+    ``config.shared_state_share`` of them (drawn from the step's noise stream) take the shared
+    state, the last one, which conditions not seen in training sample with (states.py)."""
+    if states is None:
+        return None
+    st = states[rows]
+    if config.permutation_state == "task" and config.shared_state_share > 0:
+        shared = torch.rand(st.shape[0], generator=ctx.noise, device=st.device)
+        st = torch.where(shared < config.shared_state_share,
+                         torch.full_like(st, int(states.max()) + 1), st)
+    return st
+
+
 def window_loss(net: nn.Module, data: dict, config: Any, schedule: NoiseSchedule,
                 ctx: StepContext) -> Tensor:
     """RPG's diffusion loss on one window of W tokens per checkpoint of a batch. ``data``: the
@@ -138,7 +153,7 @@ def window_loss(net: nn.Module, data: dict, config: Any, schedule: NoiseSchedule
     mine = ctx.shard(chosen).to(ctx.device)
     b = mine.numel()
     index, real = window_index(carry.starts(mine), W, L)             # [b, W]
-    st = data["states"][mine] if data["states"] is not None else None
+    st = training_states(data["states"], mine, config, ctx)
     cd = noisy_conditions(data["conditions"], mine, config, ctx)
     per_process = max(1, config.diffusion_batch // ctx.num_processes)
     picked = torch.randperm(b * W, generator=ctx.generator)[:min(per_process, b * W)]
