@@ -62,11 +62,11 @@ def test_training_draws_the_shared_state_for_about_its_share():
     states = torch.arange(10).repeat(100)
     ctx = SimpleNamespace(noise=torch.Generator().manual_seed(0))
     cfg = RPGConfig(permutation_state="task", shared_state_share=0.3)
-    st = training_states(states, torch.arange(1000), cfg, ctx)
+    st = training_states(states, torch.arange(1000), 10, cfg, ctx)
     shared = st == 10
     assert 0.25 < shared.float().mean() < 0.35
     assert torch.equal(st[~shared], states[~shared])
-    plain = training_states(states, torch.arange(1000), RPGConfig(), ctx)
+    plain = training_states(states, torch.arange(1000), None, cfg, ctx)
     assert torch.equal(plain, states)
 
 
@@ -93,3 +93,26 @@ def test_with_held_out_anchors_only_the_shared_state_reads_them():
     assert torch.allclose(got[2], anchor.held_out[task[2]], atol=1e-6)
     assert not torch.allclose(got[0], got[1], atol=1e-4)
     net.eval()
+
+
+def test_task_states_on_a_grid_of_independent_task_models_keep_the_nearest_task_rule(capsys):
+    # Task models from independent initialisations: a shared state would mix their basins, so
+    # "task" plans as "auto" does there (a state per task, an unseen task its nearest one's).
+    g = torch.Generator().manual_seed(0)
+    conds = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
+    inits = [{"fc.weight": torch.randn(5, 7, generator=g), "fc.bias": torch.randn(5, generator=g)}
+             for _ in range(3)]
+    cold = [{k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in inits[i // 2].items()}
+            for i in range(6)]
+    plan = plan_states("task", CheckpointSet.from_state_dicts(cold, conditions=conds), {})
+    assert plan.kind == "run" and plan.independent and plan.count == 3
+    gen = RPG(**TINY, condition_anchor="kernel-only", anchor_held_out=True,
+              permutation_state="task").fit(
+        CheckpointSet.from_state_dicts(cold, conditions=conds), steps=2, progress=False)
+    assert gen._num_states == 3 and gen.network.shared_state is None
+    with pytest.warns(UserWarning, match="nearest seen task"):
+        gen.sample(1, condition=[0.9, 0.2, 0.0])
+    warm = [{k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in inits[0].items()}
+            for _ in range(6)]
+    plan = plan_states("task", CheckpointSet.from_state_dicts(warm, conditions=conds), {})
+    assert plan.kind == "task" and not plan.independent and plan.count == 4

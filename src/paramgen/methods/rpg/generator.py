@@ -140,6 +140,7 @@ class RPG(Generator):
         self._anchor_tasks = anchor_tasks
         self.network = RPGNetwork(self.config, tokenizer.positions, num_states, condition_dim,
                                   runs_as_states=self._state_kind == "run",
+                                  shared_state=self._state_kind == "task",
                                   anchor_tasks=anchor_tasks)
 
     def _anchor_tasks_of(self, cond: Tensor | None, tokenizer: Tokenizer
@@ -236,6 +237,7 @@ class RPG(Generator):
                            mask=None if window else tokenizer.mask.to(device),
                            valid=tokenizer.token_valid.to(device),
                            states=None if plan.state_of is None else plan.state_of.to(device),
+                           shared_state=self.network.shared_state,
                            conditions=None if cond is None else cond.to(device),
                            steps=steps, window=window, carry=carry)
         try:
@@ -271,7 +273,7 @@ class RPG(Generator):
         per_process = max(1, cfg.diffusion_batch // ctx.num_processes)
         picked = torch.randperm(b * L, generator=ctx.generator)[:min(per_process, b * L)]
         picked = picked.to(ctx.device)
-        st = training_states(data["states"], batch, cfg, ctx)
+        st = training_states(data["states"], batch, data["shared_state"], cfg, ctx)
         cd = noisy_conditions(data["conditions"], batch, cfg, ctx)
         x0 = tokens[batch].reshape(b * L, T)[picked]
         m = data["mask"].repeat(b, 1)[picked]

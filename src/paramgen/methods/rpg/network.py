@@ -22,15 +22,14 @@ class RPGNetwork(nn.Module):
 
     def __init__(self, config: RPGConfig, positions: Tensor, num_states: int,
                  condition_dim: int | None, runs_as_states: bool = False,
-                 anchor_tasks: int = 0):
+                 shared_state: bool = False, anchor_tasks: int = 0):
         super().__init__()
         dim = config.d_model[0]
         self.prototype_skip = config.prototype_skip
         self.position = PositionEmbedding(positions, dim, config.position_embedding)
         self.states = nn.Embedding(num_states, dim) if num_states > 0 else None
-        # permutation_state="task": the last state is shared by every task (states.py)
-        self.shared_state = (num_states - 1 if config.permutation_state == "task"
-                             and num_states > 0 else None)
+        # Task states (states.py): the last state is shared by every task.
+        self.shared_state = num_states - 1 if shared_state and num_states > 0 else None
         if self.states is not None:
             nn.init.normal_(self.states.weight, std=0.5)
         # Learnable rows per (run, token), added to the shared position rows: a learnable table

@@ -45,6 +45,11 @@ def plan_states(setting: str, ckpts, info: dict) -> StatePlan:
     task its own run)."""
     runs = list(getattr(ckpts, "runs", None) or [0] * len(ckpts))
     runs, note = _runs_for_states(setting, ckpts, runs)
+    if note is not None and setting == "task":
+        # Task models from independent initialisations: a shared state would mix their
+        # basins, so every task keeps its own state and an unseen task takes its nearest
+        # seen task's, as with "auto".
+        setting = "auto"
     aligned = info.get("aligned")
     independent = note is not None or (
         isinstance(aligned, dict) and aligned.get("runs") == "one per task")
@@ -77,7 +82,8 @@ def _state_kind(setting: str, conditioned: bool, num_runs: int) -> str:
 
 
 def _runs_for_states(setting: str, ckpts, runs: list) -> tuple[list, str | None]:
-    """With ``permutation_state="auto"``, a one-run task grid whose task models share no
+    """With ``permutation_state="auto"`` (or ``"task"``), a one-run task grid whose task
+    models share no
     starting point (no tensor correlates between two of them) gets a run (so a state) per
     task; with one state for all the generator cannot tell the tasks' basins apart and
     gives chance-level models for seen tasks too (docs/align.md). Fine-tunes of one model
@@ -86,7 +92,8 @@ def _runs_for_states(setting: str, ckpts, runs: list) -> tuple[list, str | None]
     # sampling a saved generator (this module too) should not pay for it.
     from paramgen.align.auto import SHARED_THRESHOLD, runs_per_task, shared_start
 
-    if setting != "auto" or len(set(runs)) > 1 or getattr(ckpts, "conditions", None) is None:
+    if setting not in ("auto", "task") or len(set(runs)) > 1 \
+            or getattr(ckpts, "conditions", None) is None:
         return runs, None
     shared = shared_start(ckpts)
     tasks = runs_per_task(ckpts)

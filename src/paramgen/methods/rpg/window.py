@@ -124,18 +124,18 @@ def noisy_conditions(conditions: Tensor | None, rows: Tensor, config: Any,
     return cd
 
 
-def training_states(states: Tensor | None, rows: Tensor, config: Any,
-                    ctx: StepContext) -> Tensor | None:
-    """The permutation states of the checkpoints ``rows``; with ``permutation_state="task"`` a
+def training_states(states: Tensor | None, rows: Tensor, shared_state: int | None,
+                    config: Any, ctx: StepContext) -> Tensor | None:
+    """The permutation states of the checkpoints ``rows``; with task states (states.py) a
     ``config.shared_state_share`` of them (drawn from the step's noise stream) take the shared
-    state, the last one, which conditions not seen in training sample with (states.py)."""
+    state ``shared_state``, which conditions not seen in training sample with."""
     if states is None:
         return None
     st = states[rows]
-    if config.permutation_state == "task" and config.shared_state_share > 0:
+    if shared_state is not None:
         shared = torch.rand(st.shape[0], generator=ctx.noise, device=st.device)
         st = torch.where(shared < config.shared_state_share,
-                         torch.full_like(st, int(states.max()) + 1), st)
+                         torch.full_like(st, shared_state), st)
     return st
 
 
@@ -153,7 +153,7 @@ def window_loss(net: nn.Module, data: dict, config: Any, schedule: NoiseSchedule
     mine = ctx.shard(chosen).to(ctx.device)
     b = mine.numel()
     index, real = window_index(carry.starts(mine), W, L)             # [b, W]
-    st = training_states(data["states"], mine, config, ctx)
+    st = training_states(data["states"], mine, data["shared_state"], config, ctx)
     cd = noisy_conditions(data["conditions"], mine, config, ctx)
     per_process = max(1, config.diffusion_batch // ctx.num_processes)
     picked = torch.randperm(b * W, generator=ctx.generator)[:min(per_process, b * W)]
