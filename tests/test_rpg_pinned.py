@@ -48,8 +48,9 @@ def plain():
 def auto_preset_grid():
     conds = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
     grid = CheckpointSet.from_state_dicts(models(), conditions=conds, runs=[0, 0, 1, 1, 2, 2])
-    # recorded with the preset's sampling steps and condition pathway of then
-    gen = RPG(**SMALL, backbone="lstm", sampling_steps=10, condition_anchor="none").fit(
+    # recorded with the preset's sampling steps, condition pathway and states of then
+    gen = RPG(**SMALL, backbone="lstm", sampling_steps=10, condition_anchor="none",
+              permutation_state="auto").fit(
         grid, steps=3, seed=1, progress=False)
     assert gen.preset == "cpu-tasks"
     return gen.sample(n=3, condition=[0, 1, 0], seed=1) + \

@@ -95,7 +95,7 @@ def test_with_held_out_anchors_only_the_shared_state_reads_them():
     net.eval()
 
 
-def test_task_states_on_a_grid_of_independent_task_models_keep_the_nearest_task_rule(capsys):
+def test_task_states_plan_as_auto_on_independent_task_models_or_several_runs():
     # Task models from independent initialisations: a shared state would mix their basins, so
     # "task" plans as "auto" does there (a state per task, an unseen task its nearest one's).
     g = torch.Generator().manual_seed(0)
@@ -116,3 +116,6 @@ def test_task_states_on_a_grid_of_independent_task_models_keep_the_nearest_task_
             for _ in range(6)]
     plan = plan_states("task", CheckpointSet.from_state_dicts(warm, conditions=conds), {})
     assert plan.kind == "task" and not plan.independent and plan.count == 4
+    runs = CheckpointSet.from_state_dicts(warm, conditions=conds, runs=[0, 0, 1, 1, 2, 2])
+    plan = plan_states("task", runs, {})  # several runs: a state per run, as "auto" gives
+    assert plan.kind == "run" and plan.count == 3

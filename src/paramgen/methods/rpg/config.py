@@ -50,7 +50,8 @@ class RPGConfig(SharedSettings):
     permutation_state: str = setting("auto")        # checkpoint | run | task | none | auto (run
     #                                                 when several runs or conditions, else
     #                                                 checkpoint); task: a state per seen task
-    #                                                 and a shared one (shared_state_share)
+    #                                                 and a shared one (shared_state_share), on
+    #                                                 a one-run grid of fine-tunes (else auto)
     # recurrent backbone
     backbone: str = setting("mamba")                # mamba | lstm | transformer | none
     d_model: tuple[int, int] = setting((256, 256))

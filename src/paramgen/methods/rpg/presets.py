@@ -40,9 +40,12 @@ RPG_PRESETS: dict[str, dict] = {
 # about the between-task scale; two steps are closer to the task's model, seen or unseen. The
 # condition enters only through the kernel anchor (anchor.py): a backbone that reads it fits
 # the seen conditions and, between them, places unseen tasks further than a smooth
-# interpolation of the seen ones does (docs/tasks.md has the measurements).
+# interpolation of the seen ones does (docs/tasks.md has the measurements). A state per seen
+# task, and a shared one for every other condition: with the condition only in the anchor, the
+# networks cannot otherwise tell apart seen tasks whose anchors are alike.
 RPG_PRESETS["cpu-tasks"] = dict(RPG_PRESETS["cpu"], batch_size=32, diffusion_batch=256,
-                                steps=4000, sampling_steps=2, condition_anchor="kernel-only")
+                                steps=4000, sampling_steps=2, condition_anchor="kernel-only",
+                                permutation_state="task")
 
 # What RPG() with no preset adds to the cpu presets as the generated model grows: rows of
 # (up to this many generated values, settings). Whole-sequence training below 50K values. Above,

@@ -3,8 +3,9 @@
 A permutation state is a learned vector the backbone reads beside every token; checkpoints that
 share one are generated as one basin. Training: one state per checkpoint, per run, or none
 (``permutation_state``; ``auto`` picks, and gives a task grid whose task models share no
-starting point a state per task); or, for a task grid, one per seen task and a shared one that
-a share of every batch trains with (``task``). Sampling: a given state, else one of the states
+starting point a state per task); or, for a one-run grid of fine-tunes of one model, one per
+seen task and a shared one that a share of every batch trains with (``task``; elsewhere it
+plans as ``auto``). Sampling: a given state, else one of the states
 trained nearest to the sample's condition (``task``: a seen task's own state, the shared state
 for any other condition); and, for a generator of independently initialised task models, an
 unseen task generates its nearest seen task (``unseen_task``, with a warning).
@@ -45,10 +46,10 @@ def plan_states(setting: str, ckpts, info: dict) -> StatePlan:
     task its own run)."""
     runs = list(getattr(ckpts, "runs", None) or [0] * len(ckpts))
     runs, note = _runs_for_states(setting, ckpts, runs)
-    if note is not None and setting == "task":
-        # Task models from independent initialisations: a shared state would mix their
-        # basins, so every task keeps its own state and an unseen task takes its nearest
-        # seen task's, as with "auto".
+    if setting == "task" and (note is not None or len(set(runs)) > 1):
+        # Task models from independent initialisations (or several runs, which may be): one
+        # state for a task's runs, or a shared one, would mix their basins, so the plan is
+        # "auto"'s: a state per run, or per task with the nearest seen task for an unseen one.
         setting = "auto"
     aligned = info.get("aligned")
     independent = note is not None or (
