@@ -5,9 +5,9 @@ share one are generated as one basin. Training: one state per checkpoint, per ru
 (``permutation_state``; ``auto`` picks, and gives a task grid whose task models share no
 starting point a state per task); or, for a one-run grid of fine-tunes of one model, one per
 seen task and a shared one that a share of every batch trains with (``task``; elsewhere it
-plans as ``auto``). Sampling: a given state, else one of the states
-trained nearest to the sample's condition (``task``: a seen task's own state, the shared state
-for any other condition); and, for a generator of independently initialised task models, an
+plans as ``auto``). Sampling: a given state, else one of the states trained nearest to the
+sample's condition (``task``: a seen task's own state, the shared state for any other
+condition); and, for a generator of independently initialised task models, an
 unseen task generates its nearest seen task (``unseen_task``, with a warning).
 """
 
@@ -84,9 +84,8 @@ def _state_kind(setting: str, conditioned: bool, num_runs: int) -> str:
 
 def _runs_for_states(setting: str, ckpts, runs: list) -> tuple[list, str | None]:
     """With ``permutation_state="auto"`` (or ``"task"``), a one-run task grid whose task
-    models share no
-    starting point (no tensor correlates between two of them) gets a run (so a state) per
-    task; with one state for all the generator cannot tell the tasks' basins apart and
+    models share no starting point (no tensor correlates between two of them) gets a run (so a
+    state) per task; with one state for all the generator cannot tell the tasks' basins apart and
     gives chance-level models for seen tasks too (docs/align.md). Fine-tunes of one model
     keep one run."""
     # Imported here: paramgen.align loads scipy (~0.4 s), which only this decision needs, and
