@@ -253,15 +253,25 @@ def test_a_condition_takes_the_state_of_the_run_trained_nearest_to_it(tmp_path):
                        gen.prototypes(6, [0, 1, 0], state=drawn.tolist()))
 
 
-def test_a_one_run_grid_of_independent_task_models_gets_a_state_per_task(capsys, tmp_path):
-    # No architecture needed: task models from independent initialisations lie ~sqrt(2) of
-    # their norm apart, fine-tunes of one model close together (paramgen.align.auto).
-    g = torch.Generator().manual_seed(0)
-    conds = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
+GRID_CONDITIONS = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
+
+
+def independent_task_models(g: torch.Generator) -> tuple[list[dict], list[dict]]:
+    """Three tasks (GRID_CONDITIONS), two models each, every task from its own initialisation:
+    (the three initialisations, the six models)."""
     inits = [{"fc.weight": torch.randn(5, 7, generator=g), "fc.bias": torch.randn(5, generator=g)}
              for _ in range(3)]
     cold = [{k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in inits[i // 2].items()}
             for i in range(6)]
+    return inits, cold
+
+
+def test_a_one_run_grid_of_independent_task_models_gets_a_state_per_task(capsys, tmp_path):
+    # No architecture needed: task models from independent initialisations lie ~sqrt(2) of
+    # their norm apart, fine-tunes of one model close together (paramgen.align.auto).
+    g = torch.Generator().manual_seed(0)
+    conds = GRID_CONDITIONS
+    inits, cold = independent_task_models(g)
     grid = CheckpointSet.from_state_dicts(cold, conditions=conds)
     gen = RPG(config=RPGConfig(**TINY), backbone="lstm").fit(grid, progress=True)
     assert gen._num_states == 3 and gen._state_runs == [0, 1, 2]

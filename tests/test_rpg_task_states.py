@@ -10,6 +10,7 @@ from paramgen.methods import RPG, load_generator
 from paramgen.methods.rpg.config import RPGConfig
 from paramgen.methods.rpg.states import pick_states, plan_states
 
+from test_rpg import GRID_CONDITIONS, independent_task_models
 from test_rpg_anchor import TINY, grid
 
 
@@ -99,11 +100,8 @@ def test_task_states_plan_as_auto_on_independent_task_models_or_several_runs():
     # Task models from independent initialisations: a shared state would mix their basins, so
     # "task" plans as "auto" does there (a state per task, an unseen task its nearest one's).
     g = torch.Generator().manual_seed(0)
-    conds = [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
-    inits = [{"fc.weight": torch.randn(5, 7, generator=g), "fc.bias": torch.randn(5, generator=g)}
-             for _ in range(3)]
-    cold = [{k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in inits[i // 2].items()}
-            for i in range(6)]
+    conds = GRID_CONDITIONS
+    inits, cold = independent_task_models(g)
     plan = plan_states("task", CheckpointSet.from_state_dicts(cold, conditions=conds), {})
     assert plan.kind == "run" and plan.independent and plan.count == 3
     gen = RPG(**TINY, condition_anchor="kernel-only", anchor_held_out=True,

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from paramgen import notices
+from paramgen.methods.rpg.anchor import seen_tasks
 
 
 @dataclass
@@ -60,8 +61,7 @@ def plan_states(setting: str, ckpts, info: dict) -> StatePlan:
         if conditions is None:
             raise ValueError("permutation_state='task' needs a task-conditioned collection (a "
                              "state per task); this one has no conditions")
-        _, state_of = torch.unique(torch.as_tensor(conditions, dtype=torch.float32), dim=0,
-                                   return_inverse=True)
+        _, state_of = seen_tasks(torch.as_tensor(conditions, dtype=torch.float32))
         state_runs = [0] * (int(state_of.max()) + 2)
     elif kind == "checkpoint":
         state_of, state_runs = torch.arange(len(runs)), list(runs)
